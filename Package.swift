@@ -1,0 +1,46 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "metergw",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "metergw", targets: ["metergw"]),
+        .executable(name: "metergw-bench", targets: ["metergw-bench"]),
+        .library(name: "MeterProtocol", targets: ["MeterProtocol"]),
+        .library(name: "SerialPort", targets: ["SerialPort"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: C glue (kernel headers only, no logic)
+        .target(name: "CSerialShim"),
+        .systemLibrary(
+            name: "CUdev",
+            pkgConfig: "libudev",
+            providers: [.apt(["libudev-dev"])]
+        ),
+
+        // MARK: Wire (pure) and I/O
+        .target(name: "MeterProtocol"),
+        .target(name: "SerialPort", dependencies: ["CSerialShim", "CUdev"]),
+
+        // MARK: Executables and the commands they wire
+        .target(
+            name: "MetergwCLI",
+            dependencies: [
+                "MeterProtocol",
+                "SerialPort",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "metergw", dependencies: ["MetergwCLI"]),
+        .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol"]),
+
+        // MARK: Tests
+        .testTarget(name: "MeterProtocolTests", dependencies: ["MeterProtocol"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
+        .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort"]),
+    ]
+)
