@@ -1,0 +1,3 @@
+import MetergwCLI
+
+Metergw.runMain()
