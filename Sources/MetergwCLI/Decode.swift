@@ -92,8 +92,12 @@ struct Decode: ParsableCommand {
 
         var clean: Bool { self.garbageRuns == 0 && self.invalidFrames == 0 }
 
+        /// A whole capture: decoded as one stream, so garbage runs read the same as in the golden files.
         mutating func decodeAll(_ bytes: [UInt8]) {
-            self.feed(bytes[...])
+            self.window += bytes
+            self.decoder.append(bytes)
+            self.decoder.finish()
+            self.drain()
         }
 
         mutating func decodeLive(fd: Int32) throws {
