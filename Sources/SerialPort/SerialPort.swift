@@ -204,7 +204,8 @@ public final class SerialPort: SerialTransport, Sendable {
     /// pseudo-terminal cannot do while the port keeps working (parity); throws
     /// ``SerialError/unsupportedSetting(path:requested:applied:)`` when the device kept something else that
     /// matters (speed, data bits, stop bits, flow control, parity on a real device). The port then keeps the
-    /// settings the device applied (``settings``).
+    /// settings the device applied (``settings``). A speed the driver could only approximate within 2% counts as
+    /// applied; ``settings`` then holds the real rate.
     ///
     /// Pseudo-terminal behaviour measured on Linux 6.18 (see `Tests/SerialPortTests/PseudoTerminalTests.swift`):
     /// the pty driver forces CS8 and clears PARENB in its set_termios. When that is the *only* change requested,
@@ -219,6 +220,9 @@ public final class SerialPort: SerialTransport, Sendable {
             s.settings = applied
             var warnings: [ConfigurationWarning] = []
             var expected = requested
+            if Self.baudRateMatches(requested: requested.baudRate, applied: applied.baudRate) {
+                expected.baudRate = applied.baudRate
+            }
             if self.isPseudoTerminal && requested.parity != .none && applied.parity == .none {
                 warnings.append(.parityUnsupported(requested: requested.parity, path: self.path))
                 expected.parity = .none
@@ -228,6 +232,12 @@ public final class SerialPort: SerialTransport, Sendable {
             }
             return warnings
         }
+    }
+
+    /// Drivers that set a custom rate report the rate their divisor achieves; within 2% (the tolerance the
+    /// kernel itself uses in tty_termios_encode_baud_rate, and within what UARTs tolerate) it is the rate asked for.
+    static func baudRateMatches(requested: Int, applied: Int) -> Bool {
+        abs(applied - requested) <= requested / 50
     }
 
     private static func apply(_ requested: LineSettings, fd: Int32, path: String) throws(SerialError) {

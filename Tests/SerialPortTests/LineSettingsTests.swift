@@ -92,3 +92,14 @@ struct LineSettingsTests {
         #expect(gap > .microseconds(3645) && gap < .microseconds(3647))
     }
 }
+
+@Suite("Baud rate tolerance")
+struct BaudRateToleranceTests {
+    @Test func approximatedRatesWithinTwoPercentCountAsApplied() {
+        #expect(SerialPort.baudRateMatches(requested: 250_000, applied: 250_000))
+        #expect(SerialPort.baudRateMatches(requested: 250_000, applied: 246_000))
+        #expect(SerialPort.baudRateMatches(requested: 115_200, applied: 115_384))
+        #expect(!SerialPort.baudRateMatches(requested: 250_000, applied: 38400))
+        #expect(!SerialPort.baudRateMatches(requested: 9600, applied: 9800))
+    }
+}
