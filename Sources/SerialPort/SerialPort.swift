@@ -209,8 +209,8 @@ public final class SerialPort: SerialTransport, Sendable {
     ///
     /// Pseudo-terminal behaviour measured on Linux 6.18 (see `Tests/SerialPortTests/PseudoTerminalTests.swift`):
     /// the pty driver forces CS8 and clears PARENB in its set_termios. When that is the *only* change requested,
-    /// tcsetattr fails with EINVAL (the tty core reports EINVAL when none of the requested changes took effect,
-    /// as POSIX allows); together with any other change it succeeds and the bits are silently cleared. Stop bits,
+    /// tcsetattr fails with EINVAL (as if nothing requested could be applied, which POSIX lets tcsetattr report);
+    /// together with any other change it succeeds and the bits are silently cleared. Stop bits,
     /// CRTSCTS, IXON/IXOFF and every speed (B50...B4000000, BOTHER) are kept as set. So on EINVAL this retries
     /// without parity, then with 8 data bits, and the read-back decides what was refused.
     public func configure(_ requested: LineSettings) throws(SerialError) -> [ConfigurationWarning] {
