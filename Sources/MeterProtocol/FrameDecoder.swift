@@ -11,6 +11,18 @@ public enum FrameError: String, Error, Hashable, Sendable, CaseIterable {
     /// A frame that had begun when the stream ended or the line fell silent.
     case truncated = "truncated"
 
+    /// When runs of skipped bytes merge, the run is named after its most telling reason: a corrupted frame says
+    /// more about the line than the noise around it.
+    var weight: Int {
+        switch self {
+        case .noStartMarker: 0
+        case .headerCheckMismatch: 1
+        case .lengthTooLarge: 2
+        case .truncated: 3
+        case .crcMismatch: 4
+        }
+    }
+
     /// A sentence for a person reading a decode or a sniff.
     public var explanation: String {
         switch self {
@@ -27,7 +39,8 @@ public enum FrameError: String, Error, Hashable, Sendable, CaseIterable {
 public enum DecodedItem: Hashable, Sendable {
     /// A valid frame that starts at `offset` in the stream.
     case frame(Frame, offset: Int)
-    /// `count` bytes from `offset` that belong to no valid frame; `reason` is why the first of them was rejected.
+    /// `count` bytes from `offset` that belong to no valid frame; `reason` is the most telling reason among them
+    /// (a CRC mismatch over noise, see `FrameError.weight`).
     case skipped(offset: Int, count: Int, reason: FrameError)
 }
 
@@ -107,7 +120,8 @@ public struct FrameDecoder: Sendable {
     private mutating func skip(_ count: Int, _ reason: FrameError) {
         let offset = self.bufferOffset + self.start
         if let pending = self.pendingSkip, pending.offset + pending.count == offset {
-            self.pendingSkip = (pending.offset, pending.count + count, pending.reason)
+            let reason = reason.weight > pending.reason.weight ? reason : pending.reason
+            self.pendingSkip = (pending.offset, pending.count + count, reason)
         } else {
             self.pendingSkip = (offset, count, reason)
         }

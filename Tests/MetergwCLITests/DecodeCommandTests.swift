@@ -28,7 +28,7 @@ import Testing
     @Test func garbageIsShownWithOffsetAndReasonAndExits65() throws {
         let r = try CLI.run(["decode", "--file", fixture("error-noise-between-frames")])
         #expect(r.status == 65)
-        #expect(r.stdout.contains("@0      garbage   9 B: no start marker"))
+        #expect(r.stdout.contains("@0      garbage   9 B: header check (CRC-8) failed"))
         #expect(r.stdout.contains("@9      request   IDENTIFY"))
         #expect(r.stdout.contains("2 frames, 3 garbage runs (27 B)"))
     }
