@@ -26,6 +26,9 @@ let package = Package(
         .target(name: "MeterProtocol"),
         .target(name: "SerialPort", dependencies: ["CSerialShim", "CUdev"]),
 
+        // MARK: Emulation
+        .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort"]),
+
         // MARK: Executables and the commands they wire
         .target(
             name: "MetergwCLI",
@@ -41,6 +44,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "MeterProtocolTests", dependencies: ["MeterProtocol"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
+        .testTarget(name: "MeterEmulatorTests", dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort"]),
         .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort"]),
     ]
 )

@@ -61,6 +61,17 @@ public struct Frame: Hashable, Sendable {
     public var isBroadcast: Bool { self.address == Frame.broadcastAddress }
     public var encodedLength: Int { Frame.headerLength + self.payload.count + Frame.trailerLength }
 
+    /// Whether a device with this bus address and serial processes this frame (docs/PROTOCOL.md §3). Broadcasts
+    /// are processed by everyone (and answered by no one but DISCOVER's matches).
+    public func isAddressed(toAddress address: UInt8, serial: UInt32) -> Bool {
+        switch self.address {
+        case Frame.broadcastAddress: return true
+        case Frame.bySerialAddress: return self.serial == serial
+        case (Frame.maxUnicastAddress + 1)..<Frame.bySerialAddress: return false
+        default: return self.address == address && (self.serial == Frame.anySerial || self.serial == serial)
+        }
+    }
+
     // MARK: Addressing (§3)
 
     /// Address 0: every meter acts, none answers (except DISCOVER).
