@@ -9,9 +9,11 @@ let package = Package(
         .executable(name: "metergw-bench", targets: ["metergw-bench"]),
         .library(name: "MeterProtocol", targets: ["MeterProtocol"]),
         .library(name: "SerialPort", targets: ["SerialPort"]),
+        .library(name: "Prepaid", targets: ["Prepaid"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // MARK: C glue (kernel headers only, no logic)
@@ -26,12 +28,18 @@ let package = Package(
         .target(name: "MeterProtocol"),
         .target(name: "SerialPort", dependencies: ["CSerialShim", "CUdev"]),
 
+        // MARK: Domain (pure) and the key file
+        .target(name: "Prepaid", dependencies: ["MeterProtocol", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "KeyStore", dependencies: ["Prepaid", "MeterProtocol"]),
+
         // MARK: Executables and the commands they wire
         .target(
             name: "MetergwCLI",
             dependencies: [
                 "MeterProtocol",
                 "SerialPort",
+                "Prepaid",
+                "KeyStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -41,6 +49,8 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "MeterProtocolTests", dependencies: ["MeterProtocol"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
-        .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort"]),
+        .testTarget(
+            name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol"], exclude: ["Fixtures"]),
+        .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid"]),
     ]
 )
