@@ -32,6 +32,8 @@ public struct CardImage: Hashable, Sendable {
     public var setup: SetupBlock
     public var issuerMAC: [UInt8]
     public var writeBack: WriteBack?
+    /// Why a non-blank write-back area could not be read (it is then `nil`); the issuer area is unaffected.
+    public var writeBackError: CardFormatError?
     public var meterMAC: [UInt8]
 
     public enum CardType: UInt8, CaseIterable, Hashable, Sendable {
@@ -183,6 +185,7 @@ public struct CardImage: Hashable, Sendable {
         self.setup = setup
         self.issuerMAC = [UInt8](repeating: 0, count: Self.macLength)
         self.writeBack = nil
+        self.writeBackError = nil
         self.meterMAC = [UInt8](repeating: 0, count: Self.macLength)
     }
 
@@ -315,15 +318,18 @@ public struct CardImage: Hashable, Sendable {
             }
             self.setup = setup
             self.issuerMAC = try r.bytes(Self.macLength, "issuerMAC")
+            self.writeBackError = nil
             let state = try r.u8("writeBackState")
-            if state == 0 {
+            let outcomeRaw = try r.u8("outcome")
+            let outcome = InsertionOutcomeCode(rawValue: outcomeRaw)
+            if state == 0 || state != 1 || outcome == nil {
+                // Blank, or not a write-back this reader understands: the issuer area stands on its own.
                 self.writeBack = nil
-                _ = try r.bytes(Self.meterMACOffset - Self.writeBackOffset - 1, "writeBack")
-            } else {
-                let outcomeRaw = try r.u8("outcome")
-                guard state == 1, let outcome = InsertionOutcomeCode(rawValue: outcomeRaw) else {
-                    throw CardFormatError.invalidField("writeBack", UInt64(state) << 8 | UInt64(outcomeRaw))
+                if state != 0 {
+                    self.writeBackError = .invalidField("writeBack", UInt64(state) << 8 | UInt64(outcomeRaw))
                 }
+                _ = try r.bytes(Self.meterMACOffset - Self.writeBackOffset - 2, "writeBack")
+            } else if let outcome {
                 let refusal = try r.u8("refusal")
                 _ = try r.u8("refusalNak")
                 self.writeBack = WriteBack(
