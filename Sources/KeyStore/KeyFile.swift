@@ -87,7 +87,9 @@ public enum KeyFile {
         do {
             return try self.parse(String(decoding: data, as: UTF8.self))
         } catch {
-            if case .malformed(_, let line, let reason) = error { throw .malformed(path: path, line: line, reason: reason) }
+            if case .malformed(_, let line, let reason) = error {
+                throw .malformed(path: path, line: line, reason: reason)
+            }
             throw error
         }
     }
@@ -129,7 +131,9 @@ public enum KeyFile {
                 issuer = id
             case "system-key":
                 guard key == nil, parts[1].count == 64, let bytes = parseHex(parts[1]), let k = SystemKey(bytes: bytes)
-                else { throw .malformed(path: "", line: number, reason: "system-key must appear once, as 64 hex digits") }
+                else {
+                    throw .malformed(path: "", line: number, reason: "system-key must appear once, as 64 hex digits")
+                }
                 key = k
             default:
                 throw .malformed(path: "", line: number, reason: "unknown field '\(parts[0].prefix(32))'")

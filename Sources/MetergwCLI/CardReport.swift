@@ -38,8 +38,9 @@ struct CardReport {
             members += sections.map { ($0.name, Field.jsonObject($0.fields)) }
             Output.line(JSONValue.object(members).rendered())
         } else {
+            let replacement = card.type == .user && card.generation > 1
             Output.line("card image, \(self.bytes.count) B: \(card.type.name) card"
-                        + (card.type == .user && card.generation > 1 ? " (replacement, generation \(card.generation))" : ""))
+                        + (replacement ? " (replacement, generation \(card.generation))" : ""))
             for section in sections {
                 Output.line("  \(section.name)")
                 for line in FrameFormatter.fieldLines(section.fields, depth: 1) {

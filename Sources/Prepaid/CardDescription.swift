@@ -24,7 +24,8 @@ extension CardImage {
         ]
         out.append(("header", header))
         out.append(("binding", [
-            Field("meterSerial", self.meterSerial == Self.anyMeter ? .text("any") : .unsigned(UInt64(self.meterSerial))),
+            Field("meterSerial",
+                  self.meterSerial == Self.anyMeter ? .text("any") : .unsigned(UInt64(self.meterSerial))),
             Field("accountNumber", .unsigned(self.accountNumber)),
         ]))
         let unit = self.unitKind?.symbol ?? "units"
@@ -47,7 +48,9 @@ extension CardImage {
             if let e = self.setup.emergencyCreditUnits {
                 setup.append(Field("emergencyCredit", .quantity(Int64(e), unit: "units")))
             }
-            if let b = self.setup.cutoffBehaviour { setup.append(Field("cutoffBehaviour", .code(UInt64(b.rawValue), name: b.name))) }
+            if let b = self.setup.cutoffBehaviour {
+                setup.append(Field("cutoffBehaviour", .code(UInt64(b.rawValue), name: b.name)))
+            }
             if let r = self.setup.revokeCardSerial { setup.append(Field("revokeCardSerial", .unsigned(UInt64(r)))) }
             if let k = self.setup.keyChange {
                 setup.append(Field("newKeyRevision", .unsigned(UInt64(k.newRevision))))
@@ -68,7 +71,8 @@ extension CardImage {
             }
             fields += [
                 Field("meterSerial", .unsigned(UInt64(b.meterSerial))),
-                Field("meterKind", .code(UInt64(b.meterKind), name: DeviceKind(rawValue: b.meterKind)?.name ?? "unknown")),
+                Field("meterKind",
+                      .code(UInt64(b.meterKind), name: DeviceKind(rawValue: b.meterKind)?.name ?? "unknown")),
                 Field("meterKeyRevision", .unsigned(UInt64(b.meterKeyRevision))),
                 Field("lastAppliedSequence", .unsigned(UInt64(b.lastAppliedSequence))),
                 Field("unitsApplied", .quantity(Int64(b.unitsApplied), unit: meterUnit)),

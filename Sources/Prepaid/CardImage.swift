@@ -281,7 +281,9 @@ public struct CardImage: Hashable, Sendable {
             self.generation = try r.u16("generation")
             self.keyRevision = try r.u8("keyRevision")
             let unit = try r.u8("unitKind")
-            guard unit == 0 || UnitKind(rawValue: unit) != nil else { throw CardFormatError.invalidField("unitKind", UInt64(unit)) }
+            guard unit == 0 || UnitKind(rawValue: unit) != nil else {
+                throw CardFormatError.invalidField("unitKind", UInt64(unit))
+            }
             self.unitKind = UnitKind(rawValue: unit)
             self.issueTime = try r.u32("issueTime")
             self.meterSerial = try r.u32("meterSerial")

@@ -37,7 +37,9 @@ public struct CommandSigner: Sendable {
     }
 
     /// SET_ADDRESS for meter `serial`, MAC'd under the tool key (PROTOCOL.md §5.4).
-    public static func setAddress(_ address: UInt8, serial: UInt32, counter: UInt32, tool: ToolKey) -> SetAddressRequest {
+    public static func setAddress(_ address: UInt8, serial: UInt32, counter: UInt32, tool: ToolKey)
+        -> SetAddressRequest
+    {
         CommandAuthentication.sign(SetAddressRequest(newAddress: address, auth: .unsigned), serial: serial,
                                    counter: counter, revision: tool.revision, key: tool.key)
     }
@@ -45,7 +47,9 @@ public struct CommandSigner: Sendable {
 
 extension Authentication {
     /// A placeholder trailer, replaced when the request is signed.
-    static var unsigned: Authentication { Authentication(counter: 0, keyRevision: 0, mac: [UInt8](repeating: 0, count: 8)) }
+    static var unsigned: Authentication {
+        Authentication(counter: 0, keyRevision: 0, mac: [UInt8](repeating: 0, count: Authentication.macLength))
+    }
 }
 
 /// MACs over authenticated requests (PROTOCOL.md §5.1), for signing and constant-time verification.

@@ -92,7 +92,9 @@ extension PrepaidMeter {
         guard card.meterSerial == self.serial || forAnyMeter else {
             return .failure(.wrongMeter(cardMeter: card.meterSerial))
         }
-        guard card.keyRevision == self.keyRevision else { return .failure(.keyRevisionMismatch(current: self.keyRevision)) }
+        guard card.keyRevision == self.keyRevision else {
+            return .failure(.keyRevisionMismatch(current: self.keyRevision))
+        }
         let key = card.type == .user ? keys.cardIssuer : keys.tool.key
         guard CardIssuer.verify(image, range: 0..<CardImage.issuerMACOffset, key: key) else {
             return .failure(.authenticationFailed)
@@ -108,7 +110,9 @@ extension PrepaidMeter {
     /// Generation and revocation, then the sequence rule (docs/CARD.md §6.2 steps 6-8).
     mutating func insertUserCard(_ card: CardImage, now: UInt32) -> CardInsertionResult {
         guard card.unitKind == self.unitKind else { return .refused(.wrongUnitKind) }
-        if self.revokedCardSerials.contains(card.cardSerial) { return .refused(.cardRevoked(cardSerial: card.cardSerial)) }
+        if self.revokedCardSerials.contains(card.cardSerial) {
+            return .refused(.cardRevoked(cardSerial: card.cardSerial))
+        }
         if card.generation < self.cardGeneration {
             return .refused(.cardReplaced(generationInForce: self.cardGeneration))
         }
@@ -131,7 +135,9 @@ extension PrepaidMeter {
         case .failure(let refusal): return .refused(refusal)
         case .success(.alreadyApplied): return .alreadyApplied(lastApplied: self.lastAppliedSequence)
         case .success(.apply):
-            if let refusal = self.addCredit(block.units, last: block.lastSequence, now: now) { return .refused(refusal) }
+            if let refusal = self.addCredit(block.units, last: block.lastSequence, now: now) {
+                return .refused(refusal)
+            }
             return .creditApplied(units: block.units, sequences: block.firstSequence...block.lastSequence)
         }
     }

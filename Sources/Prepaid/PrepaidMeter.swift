@@ -176,7 +176,9 @@ public struct PrepaidMeter: Hashable, Sendable, Codable {
     public mutating func raise(_ latched: Alarms, now: UInt32) {
         let new = latched.subtracting(Self.conditionAlarms)
         if new.contains(.tamper) && !self.alarms.contains(.tamper) { self.log(.tamper, 0, now: now) }
-        if new.contains(.magneticField) && !self.alarms.contains(.magneticField) { self.log(.magneticField, 0, now: now) }
+        if new.contains(.magneticField) && !self.alarms.contains(.magneticField) {
+            self.log(.magneticField, 0, now: now)
+        }
         self.alarms.formUnion(new)
     }
 
@@ -197,7 +199,9 @@ public struct PrepaidMeter: Hashable, Sendable, Codable {
         if self.exhausted { conditions.insert(.creditExhausted) }
         if credit < 0 { conditions.insert(.emergencyCredit) }
         let before = self.alarms
-        if conditions.contains(.lowCredit) && !before.contains(.lowCredit) { self.log(.lowCreditAlarm, credit, now: now) }
+        if conditions.contains(.lowCredit) && !before.contains(.lowCredit) {
+            self.log(.lowCreditAlarm, credit, now: now)
+        }
         if conditions.contains(.cutoff) && !before.contains(.cutoff) { self.log(.cutoff, credit, now: now) }
         if conditions.contains(.creditExhausted) && !before.contains(.creditExhausted) {
             self.log(.creditExhausted, credit, now: now)
@@ -227,7 +231,9 @@ public struct PrepaidMeter: Hashable, Sendable, Codable {
     mutating func log(_ code: EventCode, _ value: Int64, now: UInt32) {
         self.eventLog.append(LoggedEvent(index: self.nextEventIndex, time: self.meterTime(now: now),
                                          code: code.rawValue, value: value))
-        if self.eventLog.count > Self.eventLogCapacity { self.eventLog.removeFirst(self.eventLog.count - Self.eventLogCapacity) }
+        if self.eventLog.count > Self.eventLogCapacity {
+            self.eventLog.removeFirst(self.eventLog.count - Self.eventLogCapacity)
+        }
         self.nextEventIndex &+= 1
     }
 
@@ -239,7 +245,9 @@ public struct PrepaidMeter: Hashable, Sendable, Codable {
     func decide(first: UInt32, last: UInt32) -> Result<CreditDecision, MeterRefusal> {
         guard first >= 1, last >= first else { return .failure(.invalidCreditBlock) }
         if last <= self.lastAppliedSequence { return .success(.alreadyApplied) }
-        if first <= self.lastAppliedSequence { return .failure(.overlapsApplied(lastApplied: self.lastAppliedSequence)) }
+        if first <= self.lastAppliedSequence {
+            return .failure(.overlapsApplied(lastApplied: self.lastAppliedSequence))
+        }
         if first > self.lastAppliedSequence &+ 1 || self.lastAppliedSequence == UInt32.max {
             return .failure(.sequenceGap(lastApplied: self.lastAppliedSequence))
         }

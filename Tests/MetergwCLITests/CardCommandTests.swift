@@ -55,7 +55,8 @@ import Testing
         #expect(object["type"] as? String == "card")
         #expect(object["length"] as? Int == 256)
         let header = try #require(object["header"] as? [String: Any])
-        #expect(header["cardType"] as? String == (name.hasPrefix("setup") ? "setup" : name == "check" ? "check" : "user"))
+        let type = name.hasPrefix("setup") ? "setup" : name == "check" ? "check" : "user"
+        #expect(header["cardType"] as? String == type)
         #expect((object["issuerMAC"] as? [String: Any])?["status"] as? String == "not checked (no --keys)")
 
         let keys = try testKeys()

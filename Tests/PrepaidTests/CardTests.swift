@@ -238,7 +238,8 @@ import Testing
         #expect(meter.insertCard(GoldenCards.user, keys: newKeys, now: Self.now).result
                 == .refused(.keyRevisionMismatch(current: 2)))
         let oldCommand = CommandSigner(keys: Self.keys).applyCredit(sequence: 42, units: 1, counter: 1)
-        #expect(meter.handle(applyCredit: oldCommand, keys: newKeys, now: Self.now) == .failure(Nak(.keyRevisionMismatch, detail: 2)))
+        #expect(meter.handle(applyCredit: oldCommand, keys: newKeys, now: Self.now)
+                == .failure(Nak(.keyRevisionMismatch, detail: 2)))
         let newCard = GoldenCards.issuer.userCard(
             cardSerial: GoldenCards.userCardSerial, generation: 1, meterSerial: TestKeys.serial, revision: 2,
             accountNumber: 1, unitKind: .wattHours, credit: .init(firstSequence: 42, lastSequence: 43, units: 150_000),
@@ -246,7 +247,8 @@ import Testing
         #expect(meter.insertCard(newCard, keys: newKeys, now: Self.now).result
                 == .creditApplied(units: 150_000, sequences: 42...43))
         let newCommand = CommandSigner(keys: expected).applyCredit(sequence: 44, units: 1, counter: 1)
-        #expect(meter.handle(applyCredit: newCommand, keys: newKeys, now: Self.now).map(\.outcome) == .success(.applied))
+        #expect(meter.handle(applyCredit: newCommand, keys: newKeys, now: Self.now).map(\.outcome)
+                == .success(.applied))
         // The same key-change card again (now at revision 2) is refused: it was made with revision 1.
         #expect(meter.insertCard(GoldenCards.keyChange, keys: newKeys, now: Self.now).result
                 == .refused(.keyRevisionMismatch(current: 2)))
@@ -277,7 +279,9 @@ import Testing
         for i in 0..<3000 {
             var image: [UInt8]
             switch i % 3 {
-            case 0: image = (0..<Int.random(in: 0...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            case 0:
+                let count = Int.random(in: 0...300, using: &rng)
+                image = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
             case 1:
                 image = GoldenCards.user
                 var positions = Set<Int>()

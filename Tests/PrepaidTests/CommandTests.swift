@@ -29,10 +29,12 @@ import Testing
         let payloads: [(String, [UInt8])] = [
             ("apply-credit", Self.signer.applyCredit(sequence: 1, units: 5000, counter: 10).payload),
             ("set-relay", Self.signer.setRelay(.open, counter: 10).payload),
-            ("set-thresholds", Self.signer.setThresholds(Thresholds(alarmUnits: 500, cutoffUnits: 100), counter: 10).payload),
+            ("set-thresholds",
+             Self.signer.setThresholds(Thresholds(alarmUnits: 500, cutoffUnits: 100), counter: 10).payload),
             ("set-clock", Self.signer.setClock(Self.now + 100, counter: 10).payload),
             ("ack-alarms", Self.signer.acknowledgeAlarms([.tamper], counter: 10).payload),
-            ("set-address", CommandSigner.setAddress(7, serial: TestKeys.serial, counter: 10, tool: Self.keys.tool).payload),
+            ("set-address",
+             CommandSigner.setAddress(7, serial: TestKeys.serial, counter: 10, tool: Self.keys.tool).payload),
         ]
         var checked = 0
         for (name, payload) in payloads {
@@ -63,12 +65,14 @@ import Testing
         func nak<T>(_ r: Result<T, Nak>) -> Nak? { if case .failure(let n) = r { n } else { nil } }
         do {
             switch name {
-            case "apply-credit": return nak(meter.handle(applyCredit: try .init(payload: payload), keys: keys, now: now))
+            case "apply-credit":
+                return nak(meter.handle(applyCredit: try .init(payload: payload), keys: keys, now: now))
             case "set-relay": return nak(meter.handle(setRelay: try .init(payload: payload), keys: keys, now: now))
             case "set-thresholds":
                 return nak(meter.handle(setThresholds: try .init(payload: payload), keys: keys, now: now))
             case "set-clock": return nak(meter.handle(setClock: try .init(payload: payload), keys: keys, now: now))
-            case "ack-alarms": return nak(meter.handle(acknowledgeAlarms: try .init(payload: payload), keys: keys, now: now))
+            case "ack-alarms":
+                return nak(meter.handle(acknowledgeAlarms: try .init(payload: payload), keys: keys, now: now))
             case "set-address": return nak(meter.handle(setAddress: try .init(payload: payload), keys: keys, now: now))
             default: Issue.record("unknown \(name)"); return nil
             }
@@ -110,11 +114,13 @@ import Testing
         #expect(meter.relay == .closed)
         // A refused command uses its counter up and its repeat gets the same NAK.
         let gap = Self.signer.applyCredit(sequence: 3, units: 1, counter: 102)
-        #expect(meter.handle(applyCredit: gap, keys: Self.keys, now: Self.now) == .failure(Nak(.sequenceGap, detail: 1)))
+        #expect(meter.handle(applyCredit: gap, keys: Self.keys, now: Self.now)
+                == .failure(Nak(.sequenceGap, detail: 1)))
         #expect(meter.handle(applyCredit: Self.signer.applyCredit(sequence: 2, units: 1, counter: 103), keys: Self.keys,
                              now: Self.now).map(\.outcome) == .success(.applied))
         // Counter 102's repeat is no longer the last: replayed even though sequence 3 would now fit.
-        #expect(meter.handle(applyCredit: gap, keys: Self.keys, now: Self.now) == .failure(Nak(.replayedCommand, detail: 103)))
+        #expect(meter.handle(applyCredit: gap, keys: Self.keys, now: Self.now)
+                == .failure(Nak(.replayedCommand, detail: 103)))
         #expect(meter.lastAppliedSequence == 2 && meter.creditUnits == 5001)
         #expect(meter.lastSequence == LastSequence(lastAppliedSequence: 2, lastCommandCounter: 103, keyRevision: 1))
     }
@@ -127,10 +133,11 @@ import Testing
             unitKind: .wattHours, credit: .init(firstSequence: 1, lastSequence: 2, units: 3000), issueTime: Self.now)
         #expect(meter.insertCard(card, keys: Self.keys, now: Self.now).result
                 == .creditApplied(units: 3000, sequences: 1...2))
-        #expect(meter.handle(applyCredit: Self.signer.applyCredit(sequence: 2, units: 1000, counter: 1), keys: Self.keys,
-                             now: Self.now).map(\.outcome) == .success(.alreadyApplied))
-        #expect(meter.handle(applyCredit: Self.signer.applyCredit(sequence: 3, units: 1000, counter: 2), keys: Self.keys,
-                             now: Self.now).map(\.outcome) == .success(.applied))
+        let two = Self.signer.applyCredit(sequence: 2, units: 1000, counter: 1)
+        #expect(meter.handle(applyCredit: two, keys: Self.keys, now: Self.now).map(\.outcome)
+                == .success(.alreadyApplied))
+        let three = Self.signer.applyCredit(sequence: 3, units: 1000, counter: 2)
+        #expect(meter.handle(applyCredit: three, keys: Self.keys, now: Self.now).map(\.outcome) == .success(.applied))
         let card3 = TestKeys.cardIssuer.userCard(
             cardSerial: 1, generation: 1, meterSerial: TestKeys.serial, revision: 1, accountNumber: 1,
             unitKind: .wattHours, credit: .init(firstSequence: 3, lastSequence: 3, units: 1000), issueTime: Self.now)
@@ -154,8 +161,9 @@ import Testing
         #expect(meter.relay == .open && meter.consume(units: 10, now: Self.now) == 0)
         #expect(meter.handle(setRelay: Self.signer.setRelay(.closed, counter: 5), keys: Self.keys, now: Self.now)
                 == .success(RelayStatus(relay: .closed, reason: .none)))
-        #expect(meter.handle(setThresholds: Self.signer.setThresholds(Thresholds(alarmUnits: 1, cutoffUnits: 2), counter: 6),
-                             keys: Self.keys, now: Self.now) == .failure(Nak(.valueOutOfRange)))
+        let inverted = Self.signer.setThresholds(Thresholds(alarmUnits: 1, cutoffUnits: 2), counter: 6)
+        #expect(meter.handle(setThresholds: inverted, keys: Self.keys, now: Self.now)
+                == .failure(Nak(.valueOutOfRange)))
         #expect(meter.handle(setThresholds: Self.signer.setThresholds(Thresholds(alarmUnits: 60_000, cutoffUnits: 2000),
                                                                         counter: 7), keys: Self.keys, now: Self.now)
                 == .success(Thresholds(alarmUnits: 60_000, cutoffUnits: 2000)))
@@ -168,9 +176,11 @@ import Testing
                              keys: Self.keys, now: Self.now) == .success(AlarmsRemaining(alarms: [.lowCredit])))
         // SET_ADDRESS takes the tool key; the meter's command key does not do.
         let withCommandKey = Self.signer.sign(SetAddressRequest(newAddress: 9, auth: .unsigned), counter: 10)
-        #expect(meter.handle(setAddress: withCommandKey, keys: Self.keys, now: Self.now) == .failure(Nak(.authenticationFailed)))
+        #expect(meter.handle(setAddress: withCommandKey, keys: Self.keys, now: Self.now)
+                == .failure(Nak(.authenticationFailed)))
         let withTool = CommandSigner.setAddress(9, serial: TestKeys.serial, counter: 10, tool: Self.keys.tool)
-        #expect(meter.handle(setAddress: withTool, keys: Self.keys, now: Self.now) == .success(AddressAssigned(busAddress: 9)))
+        #expect(meter.handle(setAddress: withTool, keys: Self.keys, now: Self.now)
+                == .success(AddressAssigned(busAddress: 9)))
         #expect(meter.busAddress == 9)
         // Events were logged with indices, READ_EVENTS pages through them.
         let page = meter.events(from: 0, max: 16)

@@ -26,7 +26,8 @@ import Testing
             "K_key-change": k.keyChange.prefixForTestVector(8),
             "K_tool": k.tool.key.prefixForTestVector(8),
             "fingerprint": TestKeys.systemKey.fingerprint,
-            "APPLY_CREDIT MAC": CommandSigner(keys: k).applyCredit(sequence: 42, units: 100_000, counter: 1004).auth.mac,
+            "APPLY_CREDIT MAC":
+                CommandSigner(keys: k).applyCredit(sequence: 42, units: 100_000, counter: 1004).auth.mac,
         ]
         for (name, hex) in Self.vector { #expect(actual[name].map { hexString($0) } == hex, "\(name)") }
     }

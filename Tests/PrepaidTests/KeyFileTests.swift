@@ -73,7 +73,8 @@ import Testing
 
     /// The test key file fixture (used by the CLI tests) holds the published test key.
     @Test func theTestKeyFixture() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/keys/test-keys")
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/keys/test-keys")
         let keys = try KeyFile.parse(try String(contentsOf: url, encoding: .utf8))
         #expect(keys.issuerID == 1)
         #expect(keys.systemKey.exportBytesForKeyFile() == Array(0..<32))

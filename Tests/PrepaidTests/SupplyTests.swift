@@ -108,7 +108,9 @@ import Testing
 
     @Test func theEventLogKeepsTheLatest256() {
         var m = Self.meter(credit: 1)
-        for i in 0..<300 { _ = m.insertCard([UInt8](repeating: UInt8(i & 0xFF), count: 3), keys: Self.keys, now: Self.now) }
+        for i in 0..<300 {
+            _ = m.insertCard([UInt8](repeating: UInt8(i & 0xFF), count: 3), keys: Self.keys, now: Self.now)
+        }
         #expect(m.nextEventIndex > 300)
         let page = m.events(from: 0, max: 16)
         #expect(page.events.count == 16)

@@ -51,7 +51,8 @@ import Testing
                 units: 244_476, valueFen: 20_000, remainderFen: 0, exactMicroFen: 19_999_947_080,
                 segments: [[1, 10_000], [2, 234_476]]),
         Example(name: "monthly, at 400 kWh, 100 yuan", tariff: monthly, position: 400_000, paidFen: 10_000,
-                units: 120_729, valueFen: 10_000, remainderFen: 0, exactMicroFen: 9_999_983_070, segments: [[2, 120_729]]),
+                units: 120_729, valueFen: 10_000, remainderFen: 0, exactMicroFen: 9_999_983_070,
+                segments: [[2, 120_729]]),
         Example(name: "monthly with 5 yuan fixed charge owed, 100 yuan", tariff: monthlyWithFixed, position: 0,
                 unpaidFixed: 1, paidFen: 10_000, units: 179_822, valueFen: 9_500, remainderFen: 0,
                 exactMicroFen: 9_499_996_260, segments: [[0, 179_822]]),
@@ -92,7 +93,8 @@ import Testing
         }
         #expect(throws: TariffError.boundsNotIncreasing(tier: 1)) {
             try Tariff(name: "x", currency: .cny, unitKind: .wattHours, period: .monthly,
-                       tiers: [.init(upToUnits: 10, price: Self.price("1")), .init(upToUnits: 10, price: Self.price("1")),
+                       tiers: [.init(upToUnits: 10, price: Self.price("1")),
+                               .init(upToUnits: 10, price: Self.price("1")),
                                .init(upToUnits: nil, price: Self.price("1"))])
         }
         #expect(throws: TariffError.lastTierBounded) {
