@@ -1,15 +1,15 @@
 /// How money becomes units (docs/CARD.md §2): flat, or tiered by consumption within a billing period, with an
 /// optional fixed charge per period. Integer arithmetic only; see `sell(_:at:)` for the rounding rule.
 public struct Tariff: Hashable, Sendable, Codable {
-    public var name: String
-    public var currency: Currency
-    public var unitKind: UnitKind
+    public let name: String
+    public let currency: Currency
+    public let unitKind: UnitKind
     /// The period tier positions and fixed charges count in.
-    public var period: BillingPeriod
+    public let period: BillingPeriod
     /// In ascending order of `upTo`; the last tier has no upper bound. A flat tariff has one tier.
-    public var tiers: [Tier]
+    public let tiers: [Tier]
     /// Charged once per period, before any units are sold in it (0: none).
-    public var fixedChargePerPeriodMinor: Int64
+    public let fixedChargePerPeriodMinor: Int64
 
     /// One step of a tiered tariff: the price of every unit up to `upToUnits` consumed in the period.
     public struct Tier: Hashable, Sendable, Codable {
@@ -27,6 +27,30 @@ public struct Tariff: Hashable, Sendable, Codable {
         name: String, currency: Currency, unitKind: UnitKind, period: BillingPeriod, tiers: [Tier],
         fixedChargePerPeriodMinor: Int64 = 0
     ) throws(TariffError) {
+        try Self.validate(tiers: tiers, fixedChargePerPeriodMinor: fixedChargePerPeriodMinor)
+        self.name = name
+        self.currency = currency
+        self.unitKind = unitKind
+        self.period = period
+        self.tiers = tiers
+        self.fixedChargePerPeriodMinor = fixedChargePerPeriodMinor
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, currency, unitKind, period, tiers, fixedChargePerPeriodMinor
+    }
+
+    /// Decodes and validates: a tariff from a file obeys the same rules as one built in code.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(
+            name: c.decode(String.self, forKey: .name), currency: c.decode(Currency.self, forKey: .currency),
+            unitKind: c.decode(UnitKind.self, forKey: .unitKind), period: c.decode(BillingPeriod.self, forKey: .period),
+            tiers: c.decode([Tier].self, forKey: .tiers),
+            fixedChargePerPeriodMinor: c.decode(Int64.self, forKey: .fixedChargePerPeriodMinor))
+    }
+
+    static func validate(tiers: [Tier], fixedChargePerPeriodMinor: Int64) throws(TariffError) {
         guard let last = tiers.last else { throw .noTiers }
         guard last.upToUnits == nil else { throw .lastTierBounded }
         var previous: UInt64 = 0
@@ -40,12 +64,6 @@ public struct Tariff: Hashable, Sendable, Codable {
             }
         }
         guard fixedChargePerPeriodMinor >= 0 else { throw .negativeFixedCharge }
-        self.name = name
-        self.currency = currency
-        self.unitKind = unitKind
-        self.period = period
-        self.tiers = tiers
-        self.fixedChargePerPeriodMinor = fixedChargePerPeriodMinor
     }
 
     /// A single price for every unit.

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Prepaid
 
@@ -110,6 +111,17 @@ import Testing
                                at: TierPosition())
         }
         #expect(throws: SaleError.overflow) { try Self.flat.sell(.fen(Int64.max), at: TierPosition()) }
+    }
+
+    /// A tariff read from JSON is validated like one built in code, so a sale never divides by a zero price.
+    @Test func decodedTariffsAreValidated() throws {
+        let data = try JSONEncoder().encode(Self.monthlyWithFixed)
+        #expect(try JSONDecoder().decode(Tariff.self, from: data) == Self.monthlyWithFixed)
+        let zero = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "52830", with: "0")
+        #expect(throws: TariffError.zeroPrice(tier: 0)) { try JSONDecoder().decode(Tariff.self, from: Data(zero.utf8)) }
+        let noTiers = String(decoding: data, as: UTF8.self)
+            .replacingOccurrences(of: #""tiers":\[.*\]"#, with: #""tiers":[]"#, options: .regularExpression)
+        #expect(throws: TariffError.noTiers) { try JSONDecoder().decode(Tariff.self, from: Data(noTiers.utf8)) }
     }
 
     /// For any sale: paid = fixed charges + value of the units credited + remainder, exactly; the remainder is
