@@ -119,7 +119,8 @@ extension PrepaidMeter {
         if card.generation == self.cardGeneration, let current = self.currentCardSerial, current != card.cardSerial {
             return .refused(.cardRevoked(cardSerial: card.cardSerial))
         }
-        if card.generation > self.cardGeneration {
+        if card.generation > self.cardGeneration || self.currentCardSerial == nil {
+            // A newer generation (or the first card after the current one was revoked) becomes the account's card.
             if let old = self.currentCardSerial, old != card.cardSerial { self.revoke(old) }
             self.cardGeneration = card.generation
             self.currentCardSerial = card.cardSerial

@@ -159,7 +159,7 @@ public struct PrepaidMeter: Hashable, Sendable, Codable {
                 stop = Swift.max(stop, Int64(self.cutoffThresholdUnits))
             }
             guard self.creditUnits > stop else { break }
-            let room = UInt64(self.creditUnits - stop)
+            let room = UInt64(bitPattern: self.creditUnits &- stop)  // positive and below 2^64: exact
             let n = Swift.min(left, room)
             self.creditUnits -= Int64(n)
             self.registerUnits = self.registerUnits.addingReportingOverflow(n).overflow

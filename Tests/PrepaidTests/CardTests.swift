@@ -190,10 +190,34 @@ import Testing
         #expect(meter.insertCard(revoke, keys: Self.keys, now: Self.now).result == .setupApplied(newKeyRevision: nil))
         #expect(meter.insertCard(GoldenCards.user, keys: Self.keys, now: Self.now).result
                 == .refused(.cardRevoked(cardSerial: GoldenCards.userCardSerial)))
-        // The replacement is accepted.
+        // The replacement is accepted as the account's card (its credit waits for purchases 42...43).
         #expect(meter.insertCard(GoldenCards.replacement, keys: Self.keys, now: Self.now).result
                 == .refused(.sequenceGap(lastApplied: 41)))
-        #expect(meter.cardGeneration == 2)
+        #expect(meter.cardGeneration == 2 && meter.currentCardSerial == 100_002)
+        // Another card of the same generation is not.
+        let twin = GoldenCards.issuer.userCard(
+            cardSerial: 100_003, generation: 2, meterSerial: TestKeys.serial, revision: 1, accountNumber: 1,
+            unitKind: .wattHours, credit: .none, issueTime: Self.now)
+        #expect(meter.insertCard(twin, keys: Self.keys, now: Self.now).result
+                == .refused(.cardRevoked(cardSerial: 100_003)))
+    }
+
+    /// Revoking the card in use leaves the meter waiting for the next card, which then becomes the account's card.
+    @Test func revokingTheCurrentCardLetsItsSuccessorIn() {
+        var meter = GoldenCards.exampleMeter()  // card 100001 (generation 1) in use
+        let revoke = GoldenCards.issuer.setupCard(
+            cardSerial: 900_011, revision: 1, issueTime: Self.now, meterSerial: TestKeys.serial,
+            setup: .init(revokeCardSerial: GoldenCards.userCardSerial))
+        _ = meter.insertCard(revoke, keys: Self.keys, now: Self.now)
+        #expect(meter.currentCardSerial == nil)
+        let successor = GoldenCards.issuer.userCard(
+            cardSerial: 100_009, generation: 1, meterSerial: TestKeys.serial, revision: 1, accountNumber: 1,
+            unitKind: .wattHours, credit: .init(firstSequence: 42, lastSequence: 42, units: 10), issueTime: Self.now)
+        #expect(meter.insertCard(successor, keys: Self.keys, now: Self.now).result
+                == .creditApplied(units: 10, sequences: 42...42))
+        #expect(meter.currentCardSerial == 100_009)
+        #expect(meter.insertCard(GoldenCards.user, keys: Self.keys, now: Self.now).result
+                == .refused(.cardRevoked(cardSerial: GoldenCards.userCardSerial)))
     }
 
     @Test func setupAndCheckCardsAreSignedWithTheToolKeyAndFilledByAnyMeter() throws {
