@@ -9,9 +9,11 @@ let package = Package(
         .executable(name: "metergw-bench", targets: ["metergw-bench"]),
         .library(name: "MeterProtocol", targets: ["MeterProtocol"]),
         .library(name: "SerialPort", targets: ["SerialPort"]),
+        .library(name: "Prepaid", targets: ["Prepaid"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // MARK: C glue (kernel headers only, no logic)
@@ -26,8 +28,12 @@ let package = Package(
         .target(name: "MeterProtocol"),
         .target(name: "SerialPort", dependencies: ["CSerialShim", "CUdev"]),
 
+        // MARK: Domain (pure) and the key file
+        .target(name: "Prepaid", dependencies: ["MeterProtocol", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "KeyStore", dependencies: ["Prepaid", "MeterProtocol"]),
+
         // MARK: Emulation
-        .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort"]),
+        .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
 
         // MARK: Executables and the commands they wire
         .target(
@@ -35,6 +41,8 @@ let package = Package(
             dependencies: [
                 "MeterProtocol",
                 "SerialPort",
+                "Prepaid",
+                "KeyStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -44,7 +52,11 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "MeterProtocolTests", dependencies: ["MeterProtocol"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
-        .testTarget(name: "MeterEmulatorTests", dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort"]),
-        .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort"]),
+        .testTarget(
+            name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "MeterEmulatorTests",
+            dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore"]),
+        .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid"]),
     ]
 )

@@ -59,7 +59,7 @@ public enum Command: UInt8, CaseIterable, Hashable, Sendable {
 }
 
 /// What a device is (IDENTIFY, READ_STATUS, DISCOVER). Fixes the unit of its registers (§4.2).
-public enum DeviceKind: UInt8, CaseIterable, Hashable, Sendable {
+public enum DeviceKind: UInt8, CaseIterable, Hashable, Sendable, Codable {
     case electricity = 1
     case water = 2
     case heat = 3
@@ -141,7 +141,7 @@ public enum NakCode: UInt8, CaseIterable, Hashable, Sendable {
 }
 
 /// Relay (electricity) or valve (water, heat) position.
-public enum RelayState: UInt8, CaseIterable, Hashable, Sendable {
+public enum RelayState: UInt8, CaseIterable, Hashable, Sendable, Codable {
     /// Supply on.
     case closed = 0
     /// Supply off.
@@ -151,7 +151,7 @@ public enum RelayState: UInt8, CaseIterable, Hashable, Sendable {
 }
 
 /// Why the relay is where it is (§4.2 READ_STATUS).
-public enum RelayReason: UInt8, CaseIterable, Hashable, Sendable {
+public enum RelayReason: UInt8, CaseIterable, Hashable, Sendable, Codable {
     case none = 0
     case lowCreditCutoff = 1
     case creditExhausted = 2
@@ -172,7 +172,7 @@ public enum RelayReason: UInt8, CaseIterable, Hashable, Sendable {
 }
 
 /// Alarm bits of READ_STATUS and ACK_ALARMS (§4.2).
-public struct Alarms: OptionSet, Hashable, Sendable {
+public struct Alarms: OptionSet, Hashable, Sendable, Codable {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 

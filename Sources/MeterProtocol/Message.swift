@@ -165,7 +165,7 @@ extension Frame {
 }
 
 /// The payload of a refusal (flags RESPONSE|NAK): a code and a detail word (§6).
-public struct Nak: Hashable, Sendable {
+public struct Nak: Hashable, Sendable, Error {
     public var code: UInt8
     public var detail: UInt32
 

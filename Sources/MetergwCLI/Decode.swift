@@ -14,6 +14,8 @@ struct Decode: ParsableCommand {
             `socat -u /dev/ttyUSB0,raw - | metergw decode -` shows a bus as it talks.
             Exit status: 0 when every byte belonged to a valid frame with a valid payload; 65 when there was \
             garbage, a truncated frame or a payload that does not match its command; 66 when the file is missing.
+            With --card, decodes one 256-byte card image instead (docs/CARD.md): every field with units, and with \
+            --keys whether each MAC verifies. Exit status 65 when it is not a card image or a MAC fails.
             """)
 
     @Argument(help: "Bytes in hex (spaces, ':' or '0x' allowed), e.g. 7E 01 00 05 ...")
@@ -25,8 +27,14 @@ struct Decode: ParsableCommand {
     @Option(help: "How to read --file: auto (hex text if it parses as hex, else binary), binary or hex.")
     var inputFormat: InputFormat = .auto
 
-    @Flag(help: "Print one JSON object per frame or garbage run, one per line.")
+    @Flag(help: "Print one JSON object per frame or garbage run, one per line (with --card: one object).")
     var json = false
+
+    @Flag(help: "Decode a 256-byte card image (docs/CARD.md) instead of frames.")
+    var card = false
+
+    @Option(help: "With --card: the issuer's key file, to check the card's MACs.")
+    var keys: String?
 
     enum InputFormat: String, ExpressibleByArgument, CaseIterable {
         case auto, binary, hex
@@ -42,9 +50,23 @@ struct Decode: ParsableCommand {
         if !self.hex.isEmpty && parseHex(self.hex.joined(separator: " ")) == nil {
             throw ValidationError("not hex: \(self.hex.joined(separator: " ")) (expected pairs of hex digits)")
         }
+        if self.keys != nil && !self.card {
+            throw ValidationError("--keys checks card MACs: use it with --card")
+        }
     }
 
     func run() throws {
+        if self.card {
+            let bytes: [UInt8]
+            if let file = self.file {
+                bytes = try self.bytes(of: InputFile.read(file == "-" ? "/dev/stdin" : file), name: file)
+            } else {
+                bytes = parseHex(self.hex.joined(separator: " ")) ?? []
+            }
+            let keys = try self.keys.map { try Keys.load($0) }
+            try CardReport(bytes: bytes, keys: keys).print(json: self.json)
+            return
+        }
         var report = Report(json: self.json)
         if let file = self.file {
             if file == "-" && self.inputFormat != .hex {

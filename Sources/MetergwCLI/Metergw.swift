@@ -11,7 +11,7 @@ public struct Metergw: ParsableCommand {
             Exit statuses: \(ExitStatus.allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ")).
             """,
         version: Metergw.version,
-        subcommands: [Decode.self, Ports.self, Sniff.self]
+        subcommands: [Decode.self, Ports.self, Sniff.self, Keys.self]
     )
 
     public init() {}

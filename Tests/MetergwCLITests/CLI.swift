@@ -26,12 +26,18 @@ enum CLI {
         .deletingLastPathComponent().deletingLastPathComponent()
 
     static let fixtures = packageRoot.appendingPathComponent("Tests/MeterProtocolTests/Fixtures/frames")
+    static let cardFixtures = packageRoot.appendingPathComponent("Tests/PrepaidTests/Fixtures/cards")
+    static let testKeyFile = packageRoot.appendingPathComponent("Tests/PrepaidTests/Fixtures/keys/test-keys")
 
     @discardableResult
-    static func run(_ arguments: [String], stdin: Data? = nil, timeout: TimeInterval = 30) throws -> Result {
+    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil,
+                    timeout: TimeInterval = 30) throws -> Result {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
