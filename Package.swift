@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "metergw-bench", targets: ["metergw-bench"]),
         .library(name: "MeterProtocol", targets: ["MeterProtocol"]),
         .library(name: "SerialPort", targets: ["SerialPort"]),
+        .executable(name: "meter-emulator", targets: ["meter-emulator"]),
         .library(name: "Prepaid", targets: ["Prepaid"]),
     ],
     dependencies: [
@@ -34,6 +35,13 @@ let package = Package(
 
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
+        .executableTarget(
+            name: "meter-emulator",
+            dependencies: [
+                "MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
 
         // MARK: Executables and the commands they wire
         .target(

@@ -49,6 +49,8 @@ public struct PrepaidMeter: Hashable, Sendable, Codable {
     // Clock and events.
     /// The meter's clock minus the time passed in.
     public internal(set) var clockOffsetSeconds: Int64
+    /// When the meter last adopted a BROADCAST_TIME (its own clock then), to allow one a day (PROTOCOL.md §4.2).
+    public internal(set) var lastBroadcastTimeAdopted: UInt32?
     public internal(set) var nextEventIndex: UInt32
     var eventLog: [LoggedEvent]
 
@@ -101,6 +103,7 @@ public struct PrepaidMeter: Hashable, Sendable, Codable {
         self.cardInsertions = 0
         self.cardRefusals = 0
         self.clockOffsetSeconds = 0
+        self.lastBroadcastTimeAdopted = nil
         self.nextEventIndex = 0
         self.eventLog = []
         self.log(.powerUp, 0, now: now)
