@@ -118,10 +118,8 @@ public final class PseudoTerminalPair: SerialTransport, Sendable {
         case .failure(let code):
             throw .system(operation: "lstat", path: linkPath, errno: code.rawValue)
         case .success(let info):
-            guard info.isSymbolicLink, case .failure(let code) = FileSystem.status(of: linkPath),
-                code.rawValue == ENOENT
-            else {
-                // A file, or a link to something that exists (maybe another emulator's live pty): not ours.
+            guard info.isSymbolicLink, Self.isStaleLink(linkPath, newTarget: target) else {
+                // A file, or a link to a pty that a live process holds (another emulator, socat): not ours.
                 throw .pathOccupied(path: linkPath)
             }
             let temporary = "\(linkPath).\(getpid()).tmp"
@@ -136,6 +134,18 @@ public final class PseudoTerminalPair: SerialTransport, Sendable {
                 throw error
             }
         }
+    }
+
+    /// A link left by a crashed run: its target is gone, or is a pseudo-terminal nobody holds open any more
+    /// (pty numbers are reused, so a crashed run's /dev/pts/N may exist again, even as our own new pty).
+    private static func isStaleLink(_ linkPath: String, newTarget: String) -> Bool {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let length = readlink(linkPath, &buffer, buffer.count - 1)
+        guard length > 0 else { return false }
+        let old = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if case .failure(let code) = FileSystem.status(of: linkPath), code.rawValue == ENOENT { return true }
+        if old == newTarget { return true }
+        return old.hasPrefix("/dev/pts/") && DeviceHolder.holders(of: old).isEmpty
     }
 
     // MARK: Settings
