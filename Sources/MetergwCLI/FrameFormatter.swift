@@ -51,8 +51,8 @@ enum FrameFormatter {
         case .unsigned(let u): return String(u)
         case .signed(let i): return String(i)
         case .quantity(let v, let unit):
-            // "units": the meter's base unit, which the frame alone does not say (Wh or L).
-            let base = unit == "units" ? String(v) : "\(v) \(unit)"
+            // "units" stands for the meter's base unit where the frame alone does not say which (Wh or L).
+            let base = "\(v) \(unit)"
             switch unit {
             case "Wh" where abs(v) >= 1000: return base + " (\(decimal(v, scale: 3)) kWh)"
             case "L" where abs(v) >= 1000: return base + " (\(decimal(v, scale: 3)) m³)"
