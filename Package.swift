@@ -58,7 +58,8 @@ let package = Package(
         .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol"]),
 
         // MARK: Tests
-        .testTarget(name: "MeterProtocolTests", dependencies: ["MeterProtocol"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "MeterProtocolTests", dependencies: ["MeterProtocol", "Prepaid"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
         .testTarget(
             name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol"], exclude: ["Fixtures"]),

@@ -1,4 +1,5 @@
 import MeterProtocol
+import Prepaid
 
 /// The worked examples of docs/PROTOCOL.md §9, one per message. Each is also a golden fixture
 /// (Fixtures/frames/NAME.hex and NAME.json); `FixtureTests` checks the three agree.
@@ -9,11 +10,19 @@ enum ProtocolExamples {
     static let writerAddress: UInt8 = 100
     /// 2026-11-25T08:30:00Z.
     static let time: UInt32 = 1_795_595_400
-    /// A MAC as an example only: the real value depends on the meter key (docs/CARD.md).
+    /// A MAC for tests that need any well-formed trailer.
     static let mac: [UInt8] = [0x3A, 0x91, 0x0C, 0x5E, 0xD2, 0x47, 0x8B, 0x16]
 
     static func auth(_ counter: UInt32) -> Authentication {
         Authentication(counter: counter, keyRevision: 1, mac: mac)
+    }
+
+    /// The test issuer of docs/CARD.md: system key 00 01 ... 1F, issuer 1. The examples' MACs are real under it.
+    static let testKeys = IssuerKeys(systemKey: SystemKey(bytes: Array(0..<32))!, issuerID: 1)
+    static let signer = CommandSigner(keys: testKeys.meter(serial: serial, revision: 1))
+
+    static func signed<R: AuthenticatedRequest>(_ request: R, _ counter: UInt32) -> R {
+        signer.sign(request, counter: counter)
     }
 
     static func request<M: NativeRequest>(_ m: M, seq: UInt8, address: UInt8 = address, serial: UInt32 = serial)
@@ -48,18 +57,19 @@ enum ProtocolExamples {
                 MeterEvent(index: 10, time: time - 3600, code: .creditApplied, value: 100_000),
                 MeterEvent(index: 11, time: time - 60, code: .lowCreditAlarm, value: 45_360),
              ]))
-        pair("set-relay", SetRelayRequest(target: .open, auth: auth(1_001)), seq: 0x04,
+        pair("set-relay", signed(SetRelayRequest(target: .open, auth: auth(0)), 1_001), seq: 0x04,
              RelayStatus(relay: .open, reason: .remoteCommand))
         pair("set-thresholds",
-             SetThresholdsRequest(thresholds: Thresholds(alarmUnits: 20_000, cutoffUnits: 2_000), auth: auth(1_002)),
+             signed(SetThresholdsRequest(thresholds: Thresholds(alarmUnits: 20_000, cutoffUnits: 2_000), auth: auth(0)),
+                    1_002),
              seq: 0x05, Thresholds(alarmUnits: 20_000, cutoffUnits: 2_000))
-        pair("set-clock", SetClockRequest(time: time, auth: auth(1_003)), seq: 0x06,
+        pair("set-clock", signed(SetClockRequest(time: time, auth: auth(0)), 1_003), seq: 0x06,
              ClockChange(previousTime: time - 95, newTime: time))
-        pair("apply-credit", ApplyCreditRequest(purchaseSequence: 42, units: 100_000, auth: auth(1_004)), seq: 0x07,
+        pair("apply-credit", signed(ApplyCreditRequest(purchaseSequence: 42, units: 100_000, auth: auth(0)), 1_004), seq: 0x07,
              CreditResult(outcome: .applied, lastAppliedSequence: 42, creditUnits: 145_300))
         pair("read-last-sequence", ReadLastSequenceRequest(), seq: 0x08,
              LastSequence(lastAppliedSequence: 42, lastCommandCounter: 1_004, keyRevision: 1))
-        pair("ack-alarms", AcknowledgeAlarmsRequest(mask: [.lowCredit, .tamper], auth: auth(1_005)), seq: 0x09,
+        pair("ack-alarms", signed(AcknowledgeAlarmsRequest(mask: [.lowCredit, .tamper], auth: auth(0)), 1_005), seq: 0x09,
              AlarmsRemaining(alarms: []))
         // Discovery: broadcast with a 4-bit prefix; one meter answers with its own address and serial.
         let discover = Frame(request: DiscoverRequest(prefixBits: 4, prefix: 0x0000_0000),
@@ -68,13 +78,13 @@ enum ProtocolExamples {
         out.append(("discover-response",
                     Frame(response: DiscoverResponse(kind: .electricity, busAddress: address), to: discover,
                           address: address, serial: serial)))
-        pair("set-address", SetAddressRequest(newAddress: 7, auth: auth(1_006)), seq: 0x0B,
+        pair("set-address", CommandSigner.setAddress(7, serial: serial, counter: 1_006, tool: testKeys.tool(revision: 1)), seq: 0x0B,
              AddressAssigned(busAddress: 7), address: Frame.bySerialAddress)
         out.append(("broadcast-time",
                     Frame(address: Frame.broadcastAddress, serial: Frame.anySerial, sequence: 0x0C,
                           command: .broadcastTime, payload: BroadcastTime(time: time).payload)))
         // A refusal: credit with a purchase sequence past lastApplied + 1.
-        let gap = request(ApplyCreditRequest(purchaseSequence: 44, units: 50_000, auth: auth(1_007)), seq: 0x0D)
+        let gap = request(signed(ApplyCreditRequest(purchaseSequence: 44, units: 50_000, auth: auth(0)), 1_007), seq: 0x0D)
         out.append(("apply-credit-gap-request", gap))
         out.append(("apply-credit-gap-nak",
                     Frame(nak: Nak(.sequenceGap, detail: 42), to: gap, address: address, serial: serial)))
