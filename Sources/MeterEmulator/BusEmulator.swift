@@ -43,6 +43,9 @@ public final class BusEmulator: @unchecked Sendable {
         /// Bytes that were no valid frame, and the runs they came in.
         public var garbageBytes = 0
         public var garbageRuns = 0
+        /// Valid frames the addressed device could not read (refused with MALFORMED_PAYLOAD, UNKNOWN_COMMAND or
+        /// UNSUPPORTED_VERSION).
+        public var unreadable = 0
         public var faults: [String: Int] = [:]
         public var vanished = 0
 
@@ -51,6 +54,7 @@ public final class BusEmulator: @unchecked Sendable {
                 ("requests", .int(Int64(self.requests))), ("replies", .int(Int64(self.replies))),
                 ("broadcasts", .int(Int64(self.broadcasts))), ("collisions", .int(Int64(self.collisions))),
                 ("garbageBytes", .int(Int64(self.garbageBytes))), ("garbageRuns", .int(Int64(self.garbageRuns))),
+                ("unreadable", .int(Int64(self.unreadable))),
                 ("faults", .object(self.faults.sorted { $0.key < $1.key }.map { ($0.key, .int(Int64($0.value))) })),
                 ("vanished", .int(Int64(self.vanished))),
             ])
@@ -189,7 +193,13 @@ public final class BusEmulator: @unchecked Sendable {
             if request.isBroadcast { self.statistics.broadcasts += 1 }
             var changed = false
             for device in self.devices where request.isAddressed(toAddress: device.busAddress, serial: device.serial) {
-                if let reply = device.handle(request, now: now) { replies.append((device.busAddress, reply)) }
+                guard let reply = device.handle(request, now: now) else { continue }
+                replies.append((device.busAddress, reply))
+                if reply.isNak, let code = reply.payload.first.flatMap(NakCode.init(rawValue:)),
+                    [.malformedPayload, .unknownCommand, .unsupportedVersion].contains(code)
+                {
+                    self.statistics.unreadable += 1
+                }
                 changed = changed || Self.mayChangeState(request)
             }
             if changed { self.onStateChange?() }

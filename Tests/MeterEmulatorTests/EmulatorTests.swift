@@ -243,3 +243,50 @@ enum ControlClient {
         return text
     }
 }
+
+@Suite(.serialized) struct EmulatorPacingTests {
+    /// With --pace at 1200 baud a reply leaves one character time per byte, so it reaches the master in many
+    /// small pieces instead of one write (observed as pieces, never as elapsed time).
+    @Test func pacedRepliesArriveByteByByte() throws {
+        let dir = try EmulatorProcess.makeDirectory()
+        let emulator = try EmulatorProcess(directory: dir, arguments: ["--meters", "1", "--pace", "--line", "1200:8N1"])
+        let master = try PlainMaster(link: emulator.link)
+        let request = Frame(request: ReadStatusRequest(), address: 1, sequence: 1)
+        try master.port.write(request.encoded(), deadline: .now + .seconds(5))
+        var pieces = 0
+        var decoder = FrameDecoder()
+        var frame: Frame?
+        while frame == nil {
+            decoder.append(try master.port.read(upTo: 4096, deadline: .now + .seconds(10)))
+            pieces += 1
+            if case .frame(let f, _) = decoder.next() { frame = f }
+        }
+        #expect(frame?.sequence == 1)
+        #expect(pieces > 10, "a 56-byte reply paced at 1200 baud came in \(pieces) pieces")
+        _ = emulator.terminate()
+    }
+
+    /// Frames the meter cannot read are answered with NAKs and counted.
+    @Test func unreadableRequestsAreNakedAndCounted() throws {
+        let dir = try EmulatorProcess.makeDirectory()
+        let emulator = try EmulatorProcess(directory: dir, arguments: ["--meters", "1"])
+        let master = try PlainMaster(link: emulator.link)
+        var bad = Frame(request: ReadEventsRequest(fromIndex: 0, maxCount: 1), address: 1, sequence: 3)
+        bad.payload.append(0xEE)
+        let frames = PlainMaster.frames(try master.exchange(bad))
+        #expect(frames.first?.decodeMessage() == .nak(Nak(.malformedPayload)))
+        let unknown = Frame(address: 1, sequence: 4, command: 0x3E)
+        #expect(PlainMaster.frames(try master.exchange(unknown)).first?.decodeMessage() == .nak(Nak(.unknownCommand)))
+        var newer = Frame(address: 1, sequence: 5, command: .identify)
+        newer.version = 2
+        let refusal = PlainMaster.frames(try master.exchange(newer)).first
+        #expect(refusal?.decodeMessage() == .nak(Nak(.unsupportedVersion, detail: 1)) && refusal?.version == 1)
+        // Bytes that are no frame at all are counted too.
+        try master.port.write([0x00, 0x11, 0x22], deadline: .now + .seconds(5))
+        _ = try master.exchange(Frame(request: IdentifyRequest(), address: 1, sequence: 6))
+        let status = try ControlClient.run(["status", "--link", emulator.link])
+        #expect(status.contains("\"unreadable\":3"))
+        #expect(status.contains("\"garbageBytes\":3"))
+        _ = emulator.terminate()
+    }
+}
