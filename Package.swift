@@ -27,6 +27,8 @@ let package = Package(
 
         // MARK: Wire (pure) and I/O
         .target(name: "MeterProtocol"),
+        .target(name: "ModbusProtocol"),
+        .target(name: "DLT645Protocol"),
         .target(name: "SerialPort", dependencies: ["CSerialShim", "CUdev"]),
 
         // MARK: Domain (pure) and the key file
@@ -61,6 +63,8 @@ let package = Package(
         .testTarget(
             name: "MeterProtocolTests", dependencies: ["MeterProtocol", "Prepaid"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
+        .testTarget(name: "ModbusProtocolTests", dependencies: ["ModbusProtocol"]),
+        .testTarget(name: "DLT645ProtocolTests", dependencies: ["DLT645Protocol"]),
         .testTarget(
             name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol"], exclude: ["Fixtures"]),
         .testTarget(

@@ -1,0 +1,95 @@
+import Testing
+@testable import DLT645Protocol
+
+@Suite struct DLT645Tests {
+    /// The read-address frame every DL/T 645 tool sends first, as published: FE FE FE FE 68 AA..AA 68 13 00 DF 16.
+    @Test func readAddressFrameIsByteExact() {
+        let frame = DLT645Frame(address: .wildcard, function: .readAddress)
+        #expect(frame.encoded() == [0xFE, 0xFE, 0xFE, 0xFE, 0x68, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0x68, 0x13,
+                                    0x00, 0xDF, 0x16])
+        #expect(frame.encoded(preamble: 0).first == 0x68)
+    }
+
+    @Test func addressesAreBCDLeastSignificantFirst() throws {
+        let address = try #require(DLT645Address("000000123456"))
+        #expect(address.bytes == [0x56, 0x34, 0x12, 0x00, 0x00, 0x00])
+        #expect(address.description == "000000123456")
+        #expect(DLT645Address("12345") == nil && DLT645Address("00000012345x") == nil)
+        #expect(DLT645Address.wildcard.matches(address) && DLT645Address.broadcast.matches(address))
+        #expect(!DLT645Address("000000123457")!.matches(address))
+        #expect(DLT645Address(wire: [0x56, 0x34, 0xAA, 0xAA, 0xAA, 0xAA]).matches(address))
+    }
+
+    /// Data bytes carry +0x33 on the wire and the checksum is the byte sum from the first 68.
+    @Test func readDataRequestOffsetAndChecksum() throws {
+        let address = try #require(DLT645Address("000000123456"))
+        let bytes = DLT645Read.request(.forwardActiveTotal, to: address).encoded(preamble: 0)
+        // DI 00 01 00 00 goes DI0 first: 00 00 01 00, plus 33 each.
+        #expect(Array(bytes[10..<14]) == [0x33, 0x33, 0x34, 0x33])
+        #expect(bytes[8] == 0x11 && bytes[9] == 4)
+        #expect(bytes[14] == bytes[0..<14].reduce(0, &+))
+        #expect(bytes.last == 0x16)
+    }
+
+    @Test func answersDecodeToIntegerUnits() throws {
+        let address = try #require(DLT645Address("000000123456"))
+        let request = DLT645Read.request(.forwardActiveTotal, to: address)
+        // 12345.67 kWh -> BCD 67 45 23 01 -> 12 345 670 Wh.
+        let answer = DLT645Frame.response(to: request, from: address,
+                                          data: DataIdentifier.forwardActiveTotal.bytes + [0x67, 0x45, 0x23, 0x01])
+        let items = DLT645Decoder.decodeAll(answer.encoded())
+        guard case .frame(let decoded, 4) = items.first, items.count == 1 else {
+            Issue.record("expected one frame after the preamble: \(items)")
+            return
+        }
+        #expect(decoded == answer && decoded.isResponse && !decoded.isAbnormal && decoded.control == 0x91)
+        let (di, value) = try #require(DLT645Read.answer(decoded))
+        #expect(di == .forwardActiveTotal)
+        #expect(try BCD.value(value, format: try #require(DataFormat.of(di))) == 12_345_670)
+        // Signed power: XX.XXXX kW with the sign in the top bit: -1.2345 kW = 45 23 81 -> -12345 dW.
+        #expect(try BCD.value([0x45, 0x23, 0x81], format: .power) == -12_345)
+        #expect(BCD.bytes(-12_345, format: .power) == [0x45, 0x23, 0x81])
+        #expect(try BCD.value([0x05, 0x22], format: .voltage) == 2205)  // 220.5 V
+        #expect(throws: BCD.Failure.notBCD(0x4A)) { try BCD.value([0x4A, 0x22], format: .voltage) }
+        #expect(throws: BCD.Failure.wrongLength(expected: 4, got: 3)) { try BCD.value([1, 2, 3], format: .energy) }
+    }
+
+    @Test func abnormalAnswersCarryTheErrorWord() {
+        let address = DLT645Address("000000000001")!
+        let request = DLT645Read.request(DataIdentifier(0x0400_0999), to: address)
+        let abnormal = DLT645Frame.abnormal(to: request, from: address, error: .noDataRequested)
+        #expect(abnormal.control == 0xD1 && abnormal.isAbnormal)
+        #expect(DLT645ErrorWord(rawValue: abnormal.data[0]).names == ["no such data"])
+        #expect(DLT645Read.answer(abnormal) == nil)
+    }
+
+    @Test func decoderResyncsAfterNoiseAndCorruption() {
+        let a = DLT645Frame(address: .wildcard, function: .readAddress).encoded()
+        let b = DLT645Frame.response(to: DLT645Frame(address: .wildcard, function: .readAddress),
+                                     from: DLT645Address("000000123456")!,
+                                     data: DLT645Address("000000123456")!.bytes).encoded(preamble: 2)
+        var corrupted = a
+        corrupted[12] ^= 0x01  // control byte: checksum fails
+        let stream = [0x00, 0x68, 0x12] + corrupted + b
+        let items = DLT645Decoder.decodeAll(stream)
+        let frames = items.compactMap { if case .frame(let f, _) = $0 { f } else { nil } }
+        #expect(frames.count == 1 && frames.first?.function == .readAddress && frames.first?.isResponse == true)
+        #expect(items.contains { if case .skipped = $0 { true } else { false } })
+        // Byte by byte gives the same frames.
+        var decoder = DLT645Decoder()
+        var bytewise: [DLT645Frame] = []
+        for byte in stream {
+            decoder.append([byte])
+            while let item = decoder.next() { if case .frame(let f, _) = item { bytewise.append(f) } }
+        }
+        decoder.finish()
+        while let item = decoder.next() { if case .frame(let f, _) = item { bytewise.append(f) } }
+        #expect(bytewise == frames)
+    }
+
+    @Test func broadcastTimeIsBCDToTheBroadcastAddress() {
+        let frame = DLT645Read.broadcastTime(year: 2026, month: 11, day: 25, hour: 8, minute: 30, second: 5)
+        #expect(frame.address.isBroadcast && frame.control == 0x08)
+        #expect(frame.data == [0x05, 0x30, 0x08, 0x25, 0x11, 0x26])
+    }
+}
