@@ -28,6 +28,7 @@ let package = Package(
         // MARK: Wire (pure) and I/O
         .target(name: "MeterProtocol"),
         .target(name: "ModbusProtocol"),
+        .target(name: "ModbusMaps", dependencies: ["ModbusProtocol"], resources: [.copy("Maps")]),
         .target(name: "DLT645Protocol"),
         .target(name: "SerialPort", dependencies: ["CSerialShim", "CUdev"]),
 
@@ -63,7 +64,7 @@ let package = Package(
         .testTarget(
             name: "MeterProtocolTests", dependencies: ["MeterProtocol", "Prepaid"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
-        .testTarget(name: "ModbusProtocolTests", dependencies: ["ModbusProtocol"]),
+        .testTarget(name: "ModbusProtocolTests", dependencies: ["ModbusProtocol", "ModbusMaps"]),
         .testTarget(name: "DLT645ProtocolTests", dependencies: ["DLT645Protocol"]),
         .testTarget(
             name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol"], exclude: ["Fixtures"]),

@@ -1,0 +1,169 @@
+// Register maps as data (docs/MODBUS.md): what a technician writes for a new meter model. Each entry says where a
+// value lives, how it is encoded, and how it becomes an integer in metergw's units. Pure: no files here; the
+// caller reads the JSON.
+
+/// One meter model's registers.
+public struct RegisterMap: Codable, Hashable, Sendable {
+    public var name: String
+    public var description: String
+    /// Where the register list comes from (the manufacturer's document, with its version).
+    public var source: String
+    /// The line settings such meters ship with, e.g. "9600:8N1".
+    public var defaultLine: String?
+    public var registers: [Entry]
+
+    public struct Entry: Codable, Hashable, Sendable {
+        /// metergw's name for the value, e.g. "importEnergy".
+        public var name: String
+        /// Which reading it feeds: register (energy/volume total), demand, voltage, current, frequency, ...
+        public var reading: String
+        public var table: Table
+        /// Zero-based protocol address (the manual's 30001 is input register 0).
+        public var address: UInt16
+        public var type: ValueType
+        /// For 32/64-bit values: which 16-bit word comes first.
+        public var wordOrder: WordOrder?
+        /// stored = raw × multiply / divide (rounded to nearest), e.g. kWh float -> Wh: multiply 1000.
+        public var multiply: Int64?
+        public var divide: Int64?
+        /// The stored integer's unit: Wh, L, W, dV, mA, cHz, ...
+        public var unit: String
+        /// Where this register is documented (table and row of the manufacturer's document).
+        public var reference: String?
+
+        public var registerCount: UInt16 { self.type.registerCount }
+    }
+
+    public enum Table: String, Codable, Hashable, Sendable {
+        case holding, input, coil, discrete
+    }
+
+    public enum ValueType: String, Codable, Hashable, Sendable {
+        case u16, s16, u32, s32, u64, float32, bcd16, bcd32
+
+        public var registerCount: UInt16 {
+            switch self {
+            case .u16, .s16, .bcd16: 1
+            case .u32, .s32, .float32, .bcd32: 2
+            case .u64: 4
+            }
+        }
+    }
+
+    public enum WordOrder: String, Codable, Hashable, Sendable {
+        /// High word first (Modbus's usual big-endian, "ABCD").
+        case big
+        /// Low word first ("CDAB"), as many meters send 32-bit values.
+        case little
+    }
+
+    public enum Failure: Error, Hashable, Sendable {
+        case wrongRegisterCount(entry: String, expected: Int, got: Int)
+        case notBCD(entry: String)
+        case notFinite(entry: String)
+        case overflow(entry: String)
+        case invalid(String)
+
+        public var explanation: String {
+            switch self {
+            case .wrongRegisterCount(let e, let x, let g): "\(e): needs \(x) registers, got \(g)"
+            case .notBCD(let e): "\(e): register is not BCD"
+            case .notFinite(let e): "\(e): the meter sent NaN or infinity"
+            case .overflow(let e): "\(e): value too large for a 64-bit integer"
+            case .invalid(let why): why
+            }
+        }
+    }
+
+    /// Checks what JSON cannot: sensible scales, register ranges that fit, unique names.
+    public func validate() throws(Failure) {
+        var names = Set<String>()
+        for e in self.registers {
+            guard names.insert(e.name).inserted else { throw .invalid("register \(e.name) appears twice") }
+            guard (e.multiply ?? 1) > 0, (e.divide ?? 1) > 0 else {
+                throw .invalid("\(e.name): multiply and divide must be positive")
+            }
+            guard UInt32(e.address) + UInt32(e.registerCount) <= 0x1_0000 else {
+                throw .invalid("\(e.name): address \(e.address) + \(e.registerCount) registers passes 65535")
+            }
+        }
+    }
+
+    /// The integer value of `entry` from its raw registers.
+    public static func value(of entry: Entry, registers: [UInt16]) throws(Failure) -> Int64 {
+        guard registers.count == Int(entry.registerCount) else {
+            throw .wrongRegisterCount(entry: entry.name, expected: Int(entry.registerCount), got: registers.count)
+        }
+        let words = (entry.wordOrder ?? .big) == .big ? registers : registers.reversed()
+        let multiply = entry.multiply ?? 1
+        let divide = entry.divide ?? 1
+        switch entry.type {
+        case .u16, .s16, .u32, .s32, .u64, .bcd16, .bcd32:
+            let raw = try Self.integer(entry, words)
+            let (product, overflow) = raw.multipliedReportingOverflow(by: multiply)
+            guard !overflow else { throw .overflow(entry: entry.name) }
+            return Self.divideRounded(product, by: divide)
+        case .float32:
+            let bits = UInt32(words[0]) << 16 | UInt32(words[1])
+            guard let scaled = Self.scaledFloat32(bits: bits, multiply: multiply, divide: divide) else {
+                throw (bits >> 23) & 0xFF == 0xFF ? .notFinite(entry: entry.name) : .overflow(entry: entry.name)
+            }
+            return scaled
+        }
+    }
+
+    static func integer(_ entry: Entry, _ words: [UInt16]) throws(Failure) -> Int64 {
+        var u: UInt64 = 0
+        for w in words { u = u << 16 | UInt64(w) }
+        switch entry.type {
+        case .u16, .u32: return Int64(u)
+        case .s16: return Int64(Int16(bitPattern: UInt16(u)))
+        case .s32: return Int64(Int32(bitPattern: UInt32(u)))
+        case .u64:
+            guard u <= UInt64(Int64.max) else { throw .overflow(entry: entry.name) }
+            return Int64(u)
+        case .bcd16, .bcd32:
+            var value: Int64 = 0
+            for shift in stride(from: words.count * 16 - 4, through: 0, by: -4) {
+                let digit = (u >> UInt64(shift)) & 0xF
+                guard digit <= 9 else { throw .notBCD(entry: entry.name) }
+                value = value * 10 + Int64(digit)
+            }
+            return value
+        case .float32: preconditionFailure("floats are scaled, not read as integers")
+        }
+    }
+
+    /// round(n / d), halves away from zero.
+    static func divideRounded(_ n: Int64, by d: Int64) -> Int64 {
+        guard d != 1 else { return n }
+        let q = n / d, r = n % d
+        if r.magnitude * 2 >= d.magnitude { return q + (n < 0 ? -1 : 1) }
+        return q
+    }
+
+    /// An IEEE 754 single, times multiply / divide, rounded to the nearest integer, in integer arithmetic only
+    /// (no Float or Double touches a meter register). nil for NaN, infinity, or a result beyond Int64.
+    public static func scaledFloat32(bits: UInt32, multiply: Int64, divide: Int64) -> Int64? {
+        let negative = bits >> 31 == 1
+        let exponent = Int((bits >> 23) & 0xFF)
+        let fraction = UInt64(bits & 0x7F_FFFF)
+        guard exponent != 0xFF else { return nil }
+        // value = mantissa × 2^shift exactly; work in 128 bits so no step rounds or overflows silently.
+        let mantissa = UInt128(exponent == 0 ? fraction : fraction | 0x80_0000)
+        let shift = exponent == 0 ? -149 : exponent - 150
+        var n = mantissa * UInt128(multiply)
+        var d = UInt128(divide)
+        if shift >= 0 {
+            guard n.leadingZeroBitCount > shift else { return nil }
+            n <<= shift
+        } else {
+            // Below 2^-100 of the divisor the value rounds to 0 whatever the numerator (n < 2^88 here).
+            guard -shift < 100 else { return 0 }
+            d <<= -shift
+        }
+        let rounded = (n + d / 2) / d
+        guard rounded <= UInt128(Int64.max) else { return nil }
+        return negative ? -Int64(rounded) : Int64(rounded)
+    }
+}
