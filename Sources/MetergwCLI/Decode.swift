@@ -30,6 +30,9 @@ struct Decode: ParsableCommand {
     @Flag(help: "Print one JSON object per frame or garbage run, one per line (with --card: one object).")
     var json = false
 
+    @Option(help: "Decode a trace recorded by `metergw sniff --record`, with each frame's time.")
+    var trace: String?
+
     @Flag(help: "Decode a 256-byte card image (docs/CARD.md) instead of frames.")
     var card = false
 
@@ -41,8 +44,11 @@ struct Decode: ParsableCommand {
     }
 
     func validate() throws {
-        if self.hex.isEmpty && self.file == nil {
-            throw ValidationError("give bytes in hex, or --file PATH, or --file - for standard input")
+        if self.hex.isEmpty && self.file == nil && self.trace == nil {
+            throw ValidationError("give bytes in hex, or --file PATH, or --file - for standard input, or --trace PATH")
+        }
+        if self.trace != nil && (self.file != nil || !self.hex.isEmpty || self.card) {
+            throw ValidationError("--trace decodes a recorded trace on its own: leave out hex, --file and --card")
         }
         if !self.hex.isEmpty && self.file != nil {
             throw ValidationError("give either hex bytes or --file, not both")
@@ -67,7 +73,13 @@ struct Decode: ParsableCommand {
             try CardReport(bytes: bytes, keys: keys).print(json: self.json)
             return
         }
-        var report = Report(json: self.json)
+        var report = StreamReport(json: self.json)
+        if let trace = self.trace {
+            report.replay(try BusTrace.read(trace))
+            report.finish(summary: true)
+            if !report.clean { throw ExitStatus.dataError.exitCode }
+            return
+        }
         if let file = self.file {
             if file == "-" && self.inputFormat != .hex {
                 try report.decodeLive(fd: 0)
@@ -78,7 +90,7 @@ struct Decode: ParsableCommand {
         } else {
             report.decodeAll(parseHex(self.hex.joined(separator: " ")) ?? [])
         }
-        report.finish()
+        report.finish(summary: true)
         if !report.clean { throw ExitStatus.dataError.exitCode }
     }
 
@@ -95,90 +107,6 @@ struct Decode: ParsableCommand {
                 return bytes
             }
             return data
-        }
-    }
-
-    /// Accumulates the decode and prints as items come out.
-    struct Report {
-        let json: Bool
-        var decoder = FrameDecoder()
-        /// Every byte seen, kept only for printing skipped runs (bounded by what the decoder holds back).
-        var window: [UInt8] = []
-        var windowOffset = 0
-        var frames = 0
-        var invalidFrames = 0
-        var garbageRuns = 0
-        var garbageBytes = 0
-
-        init(json: Bool) { self.json = json }
-
-        var clean: Bool { self.garbageRuns == 0 && self.invalidFrames == 0 }
-
-        /// A whole capture: decoded as one stream, so garbage runs read the same as in the golden files.
-        mutating func decodeAll(_ bytes: [UInt8]) {
-            self.window += bytes
-            self.decoder.append(bytes)
-            self.decoder.finish()
-            self.drain()
-        }
-
-        mutating func decodeLive(fd: Int32) throws {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw CLIError(.ioError, "reading standard input failed: \(String(cString: strerror(errno)))")
-                }
-                if n == 0 { return }
-                self.feed(buffer[0..<n])
-            }
-        }
-
-        mutating func feed(_ bytes: ArraySlice<UInt8>) {
-            self.window += bytes
-            self.decoder.append(bytes)
-            self.drain()
-        }
-
-        mutating func finish() {
-            self.decoder.finish()
-            self.drain()
-            if !self.json {
-                var summary = "\(self.frames) frame\(self.frames == 1 ? "" : "s")"
-                if self.invalidFrames > 0 { summary += ", \(self.invalidFrames) with an invalid payload" }
-                summary += ", \(self.garbageRuns) garbage run\(self.garbageRuns == 1 ? "" : "s")"
-                summary += " (\(self.garbageBytes) B)"
-                Output.line(summary)
-            }
-        }
-
-        private mutating func drain() {
-            while let item = self.decoder.next() {
-                var skipped: ArraySlice<UInt8>?
-                switch item {
-                case .frame:
-                    self.frames += 1
-                    if !item.isValidMessage { self.invalidFrames += 1 }
-                case .skipped(let offset, let count, _):
-                    self.garbageRuns += 1
-                    self.garbageBytes += count
-                    let start = offset - self.windowOffset
-                    skipped = self.window[start..<(start + count)]
-                }
-                if self.json {
-                    Output.line(item.jsonObject(skippedBytes: skipped).rendered())
-                } else {
-                    for line in FrameFormatter.lines(for: item, bytes: skipped) { Output.line(line) }
-                }
-            }
-            // Keep only what the decoder still holds, so a long live decode does not grow without bound.
-            let keep = self.decoder.bufferedByteCount
-            let drop = self.window.count - keep
-            if drop > 0 {
-                self.window.removeFirst(drop)
-                self.windowOffset += drop
-            }
         }
     }
 }

@@ -4,7 +4,7 @@ import SerialPort
 /// The options every command that opens a port shares: `--port` and the line, as `--line 9600:8E1` or piecewise.
 struct PortOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/...")
-    var port: String
+    var port: String?
 
     @Option(help: "Line settings BAUD:DATA PARITY STOP[:FLOW], e.g. 9600:8E1 or 115200:8N1:rtscts.")
     var line: String?
@@ -65,9 +65,10 @@ struct PortOptions: ParsableArguments {
 
     /// Opens and configures the port; configuration warnings (parity on a pty) go to standard error.
     func open() throws -> SerialPort {
+        guard let path = self.port else { throw ValidationError("--port is required, e.g. --port /dev/ttyUSB0") }
         let settings = try self.lineSettings()
         do throws(SerialError) {
-            let port = try SerialPort.open(self.port)
+            let port = try SerialPort.open(path)
             for warning in try port.configure(settings) { Output.error("metergw: warning: \(warning)") }
             return port
         } catch {

@@ -9,11 +9,19 @@ struct Sniff: ParsableCommand {
         discussion: """
             Never transmits. Each line starts with the seconds since the sniff began. Bytes that are not valid \
             frames are shown as garbage with the reason; a frame cut short is reported once the line has been \
-            silent for the abort time (40 character times, at least 50 ms; docs/PROTOCOL.md §8).
-            Stops after --count frames or --duration seconds, or on Ctrl-C.
+            silent for the abort time (40 character times, at least 50 ms; docs/PROTOCOL.md §8). Requests and \
+            responses are told apart by the frame's RESPONSE flag.
+            --record saves what arrived, with times, as a trace that `metergw decode --trace` and `sniff --file` \
+            replay. Stops after --count frames or --duration seconds, or on Ctrl-C.
             """)
 
     @OptionGroup var portOptions: PortOptions
+
+    @Option(name: .shortAndLong, help: "Replay a trace recorded with --record instead of watching a port.")
+    var file: String?
+
+    @Option(help: "Save what arrives, with times, to this trace file.")
+    var record: String?
 
     @Flag(help: "Print one JSON object per frame or garbage run, with a \"time\" field in seconds.")
     var json = false
@@ -25,14 +33,24 @@ struct Sniff: ParsableCommand {
     var duration: Double?
 
     func validate() throws {
+        if (self.portOptions.port == nil) == (self.file == nil) { throw ValidationError("give --port to watch, or --file to replay") }
+        if self.file != nil && self.record != nil { throw ValidationError("--record works with --port") }
         if let count = self.count, count <= 0 { throw ValidationError("--count must be positive") }
         if let duration = self.duration, duration <= 0 { throw ValidationError("--duration must be positive") }
     }
 
     func run() throws {
+        var report = StreamReport(json: self.json)
+        if let file = self.file {
+            report.replay(try BusTrace.read(file))
+            report.finish(summary: false)
+            if !self.json { Output.error("metergw: \(report.summary)") }
+            return
+        }
         let port = try self.portOptions.open()
         defer { try? port.close() }
         let settings = port.settings
+        let recorder = try self.record.map { try BusTrace.Recorder(path: $0, line: settings) }
         let clock = ContinuousClock()
         let start = clock.now
         let end = self.duration.map { start + .milliseconds(Int64($0 * 1000)) }
@@ -40,65 +58,23 @@ struct Sniff: ParsableCommand {
         let abort = max(settings.characterTime * 40, .milliseconds(50))
         if !self.json { Output.error("metergw: sniffing \(port.path) at \(settings), Ctrl-C to stop") }
 
-        var decoder = FrameDecoder()
-        var window: [UInt8] = []
-        var windowOffset = 0
-        var frames = 0
-        var garbage = 0
-
-        func emit(_ item: DecodedItem, at time: Duration) {
-            var skipped: ArraySlice<UInt8>?
-            switch item {
-            case .frame: frames += 1
-            case .skipped(let offset, let count, _):
-                garbage += 1
-                skipped = window[(offset - windowOffset)..<(offset - windowOffset + count)]
-            }
-            let seconds = FrameFormatter.decimal(Int64(time / .milliseconds(1)), scale: 3)
-            if self.json {
-                guard case .object(var members) = item.jsonObject(skippedBytes: skipped) else { return }
-                members.insert(("time", .string(seconds)), at: 0)
-                Output.line(JSONValue.object(members).rendered())
-            } else {
-                for line in FrameFormatter.lines(for: item, bytes: skipped, timestamp: seconds.padding(9)) {
-                    Output.line(line)
-                }
-            }
-        }
-
-        func drain() {
-            while let item = decoder.next() {
-                emit(item, at: clock.now - start)
-                if let count = self.count, frames >= count { return }
-            }
-            let drop = window.count - decoder.bufferedByteCount
-            if drop > 0 {
-                window.removeFirst(drop)
-                windowOffset += drop
-            }
-        }
-
-        while true {
-            if let count = self.count, frames >= count { break }
+        while self.count.map({ report.frames < $0 }) ?? true {
             var deadline = clock.now + abort
             if let end { deadline = min(deadline, end) }
+            let bytes: [UInt8]
             do {
-                let bytes = try port.read(upTo: 4096, deadline: deadline)
-                window += bytes
-                decoder.append(bytes)
-                drain()
+                bytes = try port.read(upTo: 4096, deadline: deadline)
             } catch .timeout {
-                // Silence: anything half-received will not be completed.
-                if decoder.bufferedByteCount > 0 {
-                    decoder.finish()
-                    drain()
-                    decoder.resume()
-                }
+                report.silence(at: clock.now - start)
                 if let end, clock.now >= end { break }
+                continue
             } catch {
                 throw CLIError(serial: error)
             }
+            let time = clock.now - start
+            try recorder?.record(bytes, at: time)
+            report.feed(bytes[...], at: time)
         }
-        if !self.json { Output.error("metergw: \(frames) frames, \(garbage) garbage runs") }
+        if !self.json { Output.error("metergw: \(report.summary)") }
     }
 }
