@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "metergw-bench", targets: ["metergw-bench"]),
         .library(name: "MeterProtocol", targets: ["MeterProtocol"]),
         .library(name: "SerialPort", targets: ["SerialPort"]),
+        .library(name: "MeterBus", targets: ["MeterBus"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -25,6 +26,9 @@ let package = Package(
         // MARK: Wire (pure) and I/O
         .target(name: "MeterProtocol"),
         .target(name: "SerialPort", dependencies: ["CSerialShim", "CUdev"]),
+
+        // MARK: Bus master
+        .target(name: "MeterBus", dependencies: ["MeterProtocol", "SerialPort"]),
 
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort"]),
@@ -45,6 +49,7 @@ let package = Package(
         .testTarget(name: "MeterProtocolTests", dependencies: ["MeterProtocol"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
         .testTarget(name: "MeterEmulatorTests", dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort"]),
+        .testTarget(name: "MeterBusTests", dependencies: ["MeterBus", "MeterProtocol", "SerialPort"]),
         .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort"]),
     ]
 )
