@@ -32,6 +32,8 @@ let package = Package(
 
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort"]),
+        // A simplified meter for the bus master's tests and benchmark; not the prepaid meter model.
+        .target(name: "MeterEmulatorTesting", dependencies: ["MeterEmulator", "MeterProtocol"]),
 
         // MARK: Executables and the commands they wire
         .target(
@@ -49,7 +51,10 @@ let package = Package(
         .testTarget(name: "MeterProtocolTests", dependencies: ["MeterProtocol"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
         .testTarget(name: "MeterEmulatorTests", dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort"]),
-        .testTarget(name: "MeterBusTests", dependencies: ["MeterBus", "MeterProtocol", "SerialPort"]),
+        .testTarget(
+            name: "MeterBusTests",
+            dependencies: ["MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort"]
+        ),
         .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort"]),
     ]
 )
