@@ -110,7 +110,7 @@ func testMeters(_ count: Int, serialBase: UInt32 = 20_250_000) -> [TestMeter] {
 func serial(of address: UInt8, base: UInt32 = 20_250_000) -> UInt32 { base + UInt32(address) }
 
 /// Fills the trailer with an increasing counter and a fixed MAC: for test meters, which check no MAC.
-final class TestSigner: Sendable {
+final class TestSigner: RequestSigner, Sendable {
     private let counter: Mutex<UInt32>
     private let keyRevision: UInt8
 
@@ -127,6 +127,12 @@ final class TestSigner: Sendable {
         return Authentication(counter: counter, keyRevision: self.keyRevision,
                               mac: [0x7E, 0x57, 0, 0, 0, 0, UInt8(truncatingIfNeeded: counter >> 8),
                                     UInt8(truncatingIfNeeded: counter)])
+    }
+
+    func sign<R: AuthenticatedRequest>(_ request: R, serial: UInt32) -> R {
+        var signed = request
+        signed.auth = self.nextAuthentication()
+        return signed
     }
 }
 
