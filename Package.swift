@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "SerialPort", targets: ["SerialPort"]),
         .executable(name: "meter-emulator", targets: ["meter-emulator"]),
         .library(name: "Prepaid", targets: ["Prepaid"]),
+        .library(name: "MeterBus", targets: ["MeterBus"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,8 +37,13 @@ let package = Package(
         .target(name: "Prepaid", dependencies: ["MeterProtocol", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "KeyStore", dependencies: ["Prepaid", "MeterProtocol"]),
 
+        // MARK: Bus master
+        .target(name: "MeterBus", dependencies: ["MeterProtocol", "SerialPort"]),
+
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
+        // A simplified meter for the bus master's tests and benchmark; not the prepaid meter model.
+        .target(name: "MeterEmulatorTesting", dependencies: ["MeterEmulator", "MeterProtocol"]),
         .executableTarget(
             name: "meter-emulator",
             dependencies: [
@@ -71,6 +77,10 @@ let package = Package(
         .testTarget(
             name: "MeterEmulatorTests",
             dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore"]),
+        .testTarget(
+            name: "MeterBusTests",
+            dependencies: ["MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort"]
+        ),
         .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid"]),
     ]
 )

@@ -185,7 +185,10 @@ public final class BusEmulator: @unchecked Sendable {
     private func serve(_ request: Frame, raw: [UInt8], pair: PseudoTerminalPair) {
         // A response on the wire is another device's (or our own echo); a bus device never answers it.
         guard !request.isResponse else { return }
-        let received = self.clock.now
+        // A pseudo-terminal hands the master's whole request over at once; on a wire its last stop bit ends
+        // only after all its characters, so with pacing the turnaround counts from there.
+        let wireTime = self.options.pace ? self.options.line.characterTime * raw.count : .zero
+        let received = self.clock.now + wireTime
         let now = Self.unixNow()
         var replies: [(address: UInt8, frame: Frame)] = []
         self.lock.withLock {
@@ -262,17 +265,15 @@ public final class BusEmulator: @unchecked Sendable {
             try? pair.write(bytes, deadline: self.clock.now + .seconds(2))
             return
         }
-        // At line speed: byte i leaves at start + i character times.
+        // At line speed: a receiving UART has byte i after its stop bit, at start + (i + 1) character times.
         let start = self.clock.now
         let tc = self.options.line.characterTime
         var sent = 0
         while sent < bytes.count {
-            let due = min(bytes.count, Int((self.clock.now - start) / tc) + 1)
-            if due > sent {
-                try? pair.write(bytes[sent..<due], deadline: self.clock.now + .seconds(2))
-                sent = due
-            }
-            if sent < bytes.count { self.sleep(until: start + tc * (sent)) }
+            self.sleep(until: start + tc * (sent + 1))
+            let due = min(bytes.count, max(sent + 1, Int((self.clock.now - start) / tc)))
+            try? pair.write(bytes[sent..<due], deadline: self.clock.now + .seconds(2))
+            sent = due
         }
     }
 

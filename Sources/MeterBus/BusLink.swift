@@ -1,0 +1,732 @@
+import MeterProtocol
+import SerialPort
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The wire, as the job running on a session's executor holds it: every transaction on one bus goes through here,
+/// one at a time (docs/PROTOCOL.md §3, §6, §8).
+///
+/// A `BusLink` exists only on its session's thread; jobs receive it from ``BusSession/withExclusiveAccess(_:)`` to
+/// run several transactions without another caller in between (read the last sequence, then apply credit).
+///
+/// Per try: wait for the inter-frame gap, flush stale input (first try) or collect a late answer that arrived
+/// since the last try (retries), send the same bytes with the same SEQ, then read until the answer is complete.
+/// Reading sleeps for the time the missing bytes need on the wire instead of waking for every byte, so a 56-byte
+/// answer costs three or four reads. Anything that is not the answer is classified, counted and kept as evidence.
+public final class BusLink {
+    let transport: any SerialTransport
+    public let line: LineSettings
+    let options: BusSession.Options
+    let shared: SessionShared
+    let characterTime: Duration
+    /// Inter-frame gap `Tg` (§8).
+    let gap: Duration
+    /// Abort silence `Ta` (§8): a started frame is given up after this much silence.
+    let abortSilence: Duration
+    let clock = ContinuousClock()
+    let epoch: ContinuousClock.Instant
+
+    private var sequence: UInt8
+    /// The next request may start at this instant (gap after the last answer, broadcast or timeout).
+    private var wireFreeAt: ContinuousClock.Instant
+    private var reception = Reception()
+    /// The last transaction that gave up: a late answer to it, arriving later, still teaches its turnaround.
+    private var lastGiveUp: GiveUp?
+
+    struct GiveUp {
+        var key: CalibrationKey
+        var sequence: UInt8
+        var command: UInt8
+        var sends: [ContinuousClock.Instant]
+    }
+
+    init(transport: any SerialTransport, line: LineSettings, options: BusSession.Options, shared: SessionShared) {
+        self.transport = transport
+        self.line = line
+        self.options = options
+        self.shared = shared
+        self.characterTime = line.characterTime
+        self.gap = options.interFrameGap ?? max(line.characterTime * 3.5, .milliseconds(2))
+        self.abortSilence = max(line.characterTime * 40, .milliseconds(50))
+        self.epoch = self.clock.now
+        self.wireFreeAt = self.epoch
+        var random = SystemRandomNumberGenerator()
+        // A random start makes it unlikely that a late answer to a previous process's request matches.
+        self.sequence = options.initialSequence ?? UInt8.random(in: 0...255, using: &random)
+    }
+
+    // MARK: Transactions
+
+    /// Sends `request` to `target` and returns its typed answer
+    /// (see ``BusSession/transaction(_:to:timeout:retries:)``).
+    public func transaction<R: NativeRequest>(
+        _ request: R, to target: Target, timeout: Duration? = nil, retries: Int? = nil
+    ) throws(BusError) -> R.Response {
+        let (frame, evidence) = try self.exchangeWithEvidence(
+            command: R.command.rawValue, payload: request.payload, to: target, timeout: timeout, retries: retries,
+            observer: nil)
+        do throws(PayloadError) {
+            return try R.Response(payload: frame.payload)
+        } catch {
+            throw .unexpectedPayload(error, evidence)
+        }
+    }
+
+    /// Sends a raw request and returns the matching response frame; a NAK is thrown as ``BusError/refused(_:_:)``.
+    /// `observer` sees every valid frame that was discarded (late answers, other addresses), e.g. for a sweep.
+    public func exchange(
+        command: UInt8, payload: [UInt8], to target: Target, timeout: Duration? = nil, retries: Int? = nil,
+        observer: ((Frame) -> Void)? = nil
+    ) throws(BusError) -> Frame {
+        try self.exchangeWithEvidence(
+            command: command, payload: payload, to: target, timeout: timeout, retries: retries, observer: observer
+        ).frame
+    }
+
+    /// Broadcasts a message no device answers (BROADCAST_TIME), then keeps the bus quiet for the post-broadcast
+    /// wait so that devices finish acting on it (§8).
+    public func broadcast<M: NativeMessage>(_ message: M) throws(BusError) {
+        let frame = Frame(address: Frame.broadcastAddress, serial: Frame.anySerial, sequence: self.nextSequence(),
+                          command: M.command, payload: message.payload)
+        let bytes = frame.encoded()
+        var tally = TransactionTally()
+        do throws(BusError) {
+            self.waitForWire()
+            try self.flushInput()
+            let (_, drained) = try self.send(bytes, attempt: 1)
+            tally.framesSent = 1
+            tally.bytesSent = bytes.count
+            tally.answered = true
+            self.wireFreeAt = drained + self.gap + self.options.postBroadcastWait
+            self.commit(tally, target: nil)
+        } catch {
+            self.commit(tally, target: nil)
+            throw error
+        }
+    }
+
+    /// The next SEQ: incremented per new transaction, wrapping (§3).
+    func nextSequence() -> UInt8 {
+        self.sequence &+= 1
+        return self.sequence
+    }
+
+    /// Time since the session started, for trace lines.
+    func since(_ instant: ContinuousClock.Instant) -> Duration { instant - self.epoch }
+
+    // MARK: The exchange
+
+    private func exchangeWithEvidence(
+        command: UInt8, payload: [UInt8], to target: Target, timeout: Duration?, retries: Int?,
+        observer: ((Frame) -> Void)?
+    ) throws(BusError) -> (frame: Frame, evidence: Evidence) {
+        precondition(target != .broadcast, "broadcasts get no answer: use broadcast(_:) or Discovery")
+        let request = Frame(address: target.frameAddress, serial: target.frameSerial, sequence: self.nextSequence(),
+                            command: command, payload: payload)
+        let bytes = request.encoded()
+        let key = CalibrationKey(target: target, slow: Command(rawValue: command)?.isSlow ?? false)
+        let firstByteTimeout = timeout ?? self.firstByteTimeout(for: key)
+        let tries = 1 + max(0, retries ?? self.options.retries)
+        var evidence = Evidence(target: target, command: command, sequence: request.sequence, line: self.line,
+                                requestBytes: bytes)
+        var tally = TransactionTally()
+        var sends: [ContinuousClock.Instant] = []
+        var firstStart: ContinuousClock.Instant?
+        self.reception.reset()
+
+        func finish(_ frame: Frame, _ heard: Heard, attempt: Int) -> (Frame, Evidence) {
+            self.wireFreeAt = heard.lastByteAt + self.gap
+            tally.answered = true
+            if let start = firstStart { tally.latencyMicros = (heard.lastByteAt - start).micros }
+            self.calibrate(key, heard: heard, sends: sends, firstTry: attempt == 1 && sends.count == 1)
+            if attempt == 1 && sends.count == 1, let drained = sends.first {
+                tally.turnaroundMicros = (heard.firstByteAt - drained).micros
+            }
+            self.commit(tally, target: target)
+            self.trace(.answered(frame, at: self.since(heard.lastByteAt),
+                                 latency: firstStart.map { heard.lastByteAt - $0 } ?? .zero))
+            return (frame, evidence)
+        }
+
+        do throws(BusError) {
+            for attempt in 1...tries {
+                self.waitForWire()
+                var record = AttemptRecord()
+                if attempt == 1 {
+                    try self.learnFromLateAnswers()
+                    try self.flushInput()
+                } else if let drained = sends.last, case let queued = try self.readQueued(), !queued.isEmpty {
+                    // An answer to an earlier try may have arrived since its deadline: take it instead of
+                    // sending again (and talking over the meter on a half-duplex bus).
+                    // What arrives now belongs to the previous try's evidence, timed from its request.
+                    var late = AttemptRecord()
+                    let at = self.clock.now
+                    tally.bytesReceived += queued.count
+                    late.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: queued))
+                    self.trace(.received(bytes: queued, at: self.since(at), sinceSend: at - drained))
+                    self.reception.append(queued, at: at)
+                    let heard = try self.receive(
+                        request: request, bytes: bytes, target: target, drained: drained, firstByteTimeout: .zero,
+                        echo: false, lastByteAt: at, record: &late, tally: &tally, observer: observer)
+                    if let heard, let frame = try self.accept(heard, attempt: attempt - 1, tries: tries,
+                                                              timeout: firstByteTimeout, evidence: &evidence,
+                                                              record: &late, tally: &tally) {
+                        return finish(frame, heard, attempt: attempt - 1)
+                    }
+                    let previous = evidence.attempts.count - 1
+                    evidence.attempts[previous].chunks += late.chunks
+                    if late.seen.weight > evidence.attempts[previous].seen.weight {
+                        evidence.attempts[previous].seen = late.seen
+                    }
+                }
+                let (start, drained) = try self.send(bytes, attempt: attempt)
+                firstStart = firstStart ?? start
+                sends.append(drained)
+                tally.framesSent += 1
+                tally.bytesSent += bytes.count
+                let heard = try self.receive(
+                    request: request, bytes: bytes, target: target, drained: drained,
+                    firstByteTimeout: firstByteTimeout, echo: self.options.echo == .auto, lastByteAt: nil,
+                    record: &record, tally: &tally, observer: observer)
+                if let heard {
+                    if let frame = try self.accept(heard, attempt: attempt, tries: tries, timeout: firstByteTimeout,
+                                                   evidence: &evidence, record: &record, tally: &tally) {
+                        return finish(frame, heard, attempt: attempt)
+                    }
+                    // NAK BUSY: retry after the gap.
+                    self.wireFreeAt = heard.lastByteAt + self.gap
+                } else {
+                    tally.timeouts += 1
+                    self.wireFreeAt = self.clock.now + self.gap
+                }
+                evidence.attempts.append(Evidence.Attempt(seen: record.seen, timeout: firstByteTimeout,
+                                                          chunks: record.chunks))
+            }
+            self.lastGiveUp = GiveUp(key: key, sequence: request.sequence, command: command, sends: sends)
+            let error: BusError = evidence.attempts.contains { $0.seen.isDamage }
+                ? .corrupt(evidence) : .noAnswer(evidence)
+            throw error
+        } catch {
+            if case .refused = error { tally.answered = true }
+            self.commit(tally, target: target)
+            self.trace(.gaveUp(error, at: self.since(self.clock.now)))
+            throw error
+        }
+    }
+
+    /// Turns a matching frame into the answer, or a refusal; returns nil for NAK BUSY with tries left.
+    private func accept(
+        _ heard: Heard, attempt: Int, tries: Int, timeout: Duration, evidence: inout Evidence,
+        record: inout AttemptRecord, tally: inout TransactionTally
+    ) throws(BusError) -> Frame? {
+        let frame = heard.frame
+        guard frame.isNak else { return frame }
+        tally.naks += 1
+        let nak: Nak
+        do throws(PayloadError) {
+            nak = try Nak(payload: frame.payload)
+        } catch {
+            throw .unexpectedPayload(error, evidence)
+        }
+        if nak.knownCode == .busy && attempt < tries {
+            record.note(.busy)
+            return nil
+        }
+        evidence.attempts.append(Evidence.Attempt(seen: record.seen, timeout: timeout, chunks: record.chunks))
+        self.wireFreeAt = heard.lastByteAt + self.gap
+        throw .refused(nak, evidence)
+    }
+
+    // MARK: Receiving
+
+    /// The matching frame of a try, with when its first byte and the last byte of the try arrived.
+    struct Heard {
+        var frame: Frame
+        var firstByteAt: ContinuousClock.Instant
+        var lastByteAt: ContinuousClock.Instant
+    }
+
+    /// What one try saw, for the evidence.
+    struct AttemptRecord {
+        var seen = Evidence.Seen.nothing
+        var chunks: [Evidence.Chunk] = []
+
+        mutating func note(_ s: Evidence.Seen) {
+            if s.weight > self.seen.weight { self.seen = s }
+        }
+    }
+
+    /// Reads until the answer to `request` is complete (returned), or until `firstByteTimeout` after `drained`
+    /// passed with no frame in progress (nil). A started frame is given its transmission time plus `Ta` of
+    /// silence; what is not the answer extends the wait (it did not use up the meter's time), up to the maximum.
+    private func receive(
+        request: Frame, bytes: [UInt8], target: Target, drained: ContinuousClock.Instant,
+        firstByteTimeout: Duration, echo echoActive: Bool, lastByteAt initialLastByteAt: ContinuousClock.Instant?,
+        record: inout AttemptRecord, tally: inout TransactionTally, observer: ((Frame) -> Void)?
+    ) throws(BusError) -> Heard? {
+        var deadline = drained + firstByteTimeout
+        let cap = drained + max(firstByteTimeout, self.options.maximumTimeout)
+        var echo = EchoStripper(request: bytes, active: echoActive)
+        var lastByteAt = initialLastByteAt
+        var finishing = false
+
+        func extend() {
+            guard firstByteTimeout > .zero else { return }
+            deadline = max(deadline, min(self.clock.now + firstByteTimeout, cap))
+        }
+
+        while true {
+            while let item = self.reception.decoder.next() {
+                switch item {
+                case .skipped(let offset, let count, let reason):
+                    let raw = self.reception.bytes(offset: offset, count: count)
+                    let seen: Evidence.Seen
+                    switch reason {
+                    case .crcMismatch, .headerCheckMismatch, .lengthTooLarge:
+                        seen = .crcMismatch(raw)
+                        tally.crcErrors += 1
+                    case .truncated:
+                        seen = .partialFrame(raw)
+                        tally.partialFrames += 1
+                    case .noStartMarker:
+                        seen = .garbage(raw)
+                        tally.garbageBytes += count
+                    }
+                    record.note(seen)
+                    self.trace(.discarded(seen, at: self.since(self.clock.now)))
+                    extend()
+                case .frame(let frame, let offset):
+                    let at = self.reception.arrival(ofOffset: offset)
+                    if frame.isResponse && frame.sequence == request.sequence && frame.command == request.command
+                        && target.isSource(of: frame)
+                    {
+                        if finishing { self.reception.decoder.resume() }
+                        return Heard(frame: frame, firstByteAt: at, lastByteAt: lastByteAt ?? at)
+                    }
+                    let seen = self.classify(frame, request: request, bytes: bytes, at: at, tally: &tally)
+                    record.note(seen)
+                    observer?(frame)
+                    self.trace(.discarded(seen, at: self.since(self.clock.now)))
+                    extend()
+                }
+            }
+            if finishing {
+                self.reception.decoder.resume()
+                finishing = false
+            }
+            let now = self.clock.now
+            let readDeadline: ContinuousClock.Instant
+            if let last = lastByteAt, self.reception.decoder.bufferedByteCount > 0 || echo.heldCount > 0 {
+                // A frame (or our echo) has started: wait for the bytes it still needs.
+                let needed = echo.heldCount > 0 ? echo.missing : self.reception.neededBytes()
+                let completeBy = last + self.characterTime * needed + self.abortSilence
+                if now >= completeBy {
+                    if echo.heldCount > 0 {
+                        self.reception.append(echo.release(), at: last)
+                    } else {
+                        self.reception.decoder.finish()
+                        finishing = true
+                    }
+                    continue
+                }
+                let expected = last + self.characterTime * needed
+                if needed > 1 && expected > now { self.sleep(until: expected) }
+                readDeadline = completeBy
+            } else {
+                if now >= deadline { return nil }
+                readDeadline = deadline
+            }
+            let chunk: [UInt8]
+            do {
+                chunk = try self.transport.read(upTo: Frame.maxFrameLength, deadline: readDeadline)
+            } catch .timeout {
+                continue
+            } catch .removed(let path) {
+                throw .adapterGone(path: path)
+            } catch {
+                throw .serial(error)
+            }
+            let at = self.clock.now
+            lastByteAt = at
+            tally.bytesReceived += chunk.count
+            record.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: chunk))
+            self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
+            let (rest, echoed) = echo.strip(chunk)
+            if echoed {
+                tally.echoes += 1
+                self.shared.statistics.withLock { $0.echoDetected = true }
+                record.note(.onlyEcho)
+                self.trace(.discarded(.onlyEcho, at: self.since(at)))
+                extend()
+            }
+            self.reception.append(rest, at: at)
+        }
+    }
+
+    /// Names a valid frame that is not the answer.
+    private func classify(
+        _ frame: Frame, request: Frame, bytes: [UInt8], at: ContinuousClock.Instant, tally: inout TransactionTally
+    ) -> Evidence.Seen {
+        guard frame.isResponse else {
+            if frame == request {
+                tally.echoes += 1
+                self.shared.statistics.withLock { $0.echoDetected = true }
+                return .onlyEcho
+            }
+            return .otherTraffic
+        }
+        if frame.sequence == request.sequence && frame.command == request.command {
+            tally.wrongAddress += 1
+            return .wrongAddress(address: frame.address, serial: frame.serial)
+        }
+        tally.staleFrames += 1
+        self.learnLate(frame, at: at)
+        return .staleSequence(frame.sequence)
+    }
+
+    // MARK: Sending and the gap
+
+    private func send(_ bytes: [UInt8], attempt: Int) throws(BusError) -> (ContinuousClock.Instant,
+                                                                            ContinuousClock.Instant)
+    {
+        let start = self.clock.now
+        let wireTime = self.characterTime * bytes.count
+        do {
+            try self.transport.write(bytes, deadline: start + wireTime * 2 + .seconds(1))
+        } catch .removed(let path) {
+            throw .adapterGone(path: path)
+        } catch {
+            throw .serial(error)
+        }
+        self.trace(.sent(bytes: bytes, attempt: attempt, at: self.since(start)))
+        // tcdrain returns once the driver's queue is empty; a pseudo-terminal (and some USB drivers) return at
+        // once, but the last stop bit cannot have left before the bytes' wire time.
+        return (start, max(self.clock.now, start + wireTime))
+    }
+
+    private func flushInput() throws(BusError) {
+        do {
+            try self.transport.flush(.input)
+        } catch .removed(let path) {
+            throw .adapterGone(path: path)
+        } catch {
+            throw .serial(error)
+        }
+    }
+
+    /// Reads what is queued without waiting.
+    func readQueued() throws(BusError) -> [UInt8] {
+        do {
+            return try self.transport.read(upTo: 4096, deadline: self.clock.now)
+        } catch .timeout {
+            return []
+        } catch .removed(let path) {
+            throw .adapterGone(path: path)
+        } catch {
+            throw .serial(error)
+        }
+    }
+
+    func waitForWire() { self.sleep(until: self.wireFreeAt) }
+
+    /// Sleeps on this thread until `instant` (nanosleep, re-armed after interruptions).
+    func sleep(until instant: ContinuousClock.Instant) {
+        while case let remaining = instant - self.clock.now, remaining > .zero {
+            let (seconds, attoseconds) = remaining.components
+            var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+            _ = nanosleep(&ts, nil)
+        }
+    }
+
+    // MARK: Calibration
+
+    /// First-byte timeout for a target: calibrated from its turnarounds, else `Tr` + adapter allowance (§8).
+    func firstByteTimeout(for key: CalibrationKey) -> Duration {
+        let base = (key.slow ? self.options.slowResponseTime : self.options.responseTime) + self.adapterAllowance
+        guard self.options.calibrate else { return base }
+        let o = self.options
+        return self.shared.calibration.withLock { c in
+            (c.turnaround[key] ?? TimingCalibrator(minimumSamples: o.calibrationMinimumSamples)).timeout(
+                default: base, margin: o.calibrationMargin, minimum: o.minimumTimeout, maximum: o.maximumTimeout)
+        }
+    }
+
+    /// The configured adapter latency until enough answers showed how late the adapter delivers bytes.
+    var adapterAllowance: Duration {
+        guard self.options.calibrate else { return self.options.adapterLatency }
+        let o = self.options
+        return self.shared.calibration.withLock { c in
+            guard c.adapterLag.isCalibrated, let p99 = c.adapterLag.percentile(99) else { return o.adapterLatency }
+            return min(.microseconds(2 * p99) + o.calibrationMargin, o.maximumTimeout)
+        }
+    }
+
+    private func calibrate(_ key: CalibrationKey, heard: Heard, sends: [ContinuousClock.Instant], firstTry: Bool) {
+        guard self.options.calibrate, let first = sends.first else { return }
+        let arrival = (heard.firstByteAt - first).micros
+        let n = heard.frame.encodedLength
+        let span = heard.lastByteAt - heard.firstByteAt
+        let lag = max(.zero, self.characterTime * (n - 1) - span)
+        let minimumSamples = self.options.calibrationMinimumSamples
+        self.shared.calibration.withLock { c in
+            var calibrator = c.turnaround[key] ?? TimingCalibrator(minimumSamples: minimumSamples)
+            if firstTry {
+                calibrator.record(micros: arrival)
+            } else {
+                // Every try's answer looks the same (same SEQ): attribute it to the most plausible try.
+                calibrator.record(micros: calibrator.attribute(
+                    arrivalMicros: arrival, sendMicros: sends.map { ($0 - first).micros }))
+            }
+            c.turnaround[key] = calibrator
+            c.adapterLag.record(lag)
+        }
+    }
+
+    /// Before the first try: a late answer to the transaction that gave up last tells how slow that meter is.
+    private func learnFromLateAnswers() throws(BusError) {
+        guard self.lastGiveUp != nil else { return }
+        let queued = try self.readQueued()
+        guard !queued.isEmpty else { return }
+        let now = self.clock.now
+        for item in FrameDecoder.decodeAll(queued) {
+            if case .frame(let frame, _) = item { self.learnLate(frame, at: now) }
+        }
+    }
+
+    private func learnLate(_ frame: Frame, at: ContinuousClock.Instant) {
+        guard let g = self.lastGiveUp, self.options.calibrate, frame.isResponse, frame.sequence == g.sequence,
+            frame.command == g.command, g.key.target.isSource(of: frame), let first = g.sends.first
+        else { return }
+        self.lastGiveUp = nil
+        let minimumSamples = self.options.calibrationMinimumSamples
+        self.shared.calibration.withLock { c in
+            var calibrator = c.turnaround[g.key] ?? TimingCalibrator(minimumSamples: minimumSamples)
+            calibrator.record(micros: calibrator.attribute(
+                arrivalMicros: (at - first).micros, sendMicros: g.sends.map { ($0 - first).micros }))
+            c.turnaround[g.key] = calibrator
+        }
+    }
+
+    // MARK: Statistics and trace
+
+    func commit(_ tally: TransactionTally, target: Target?) {
+        self.shared.statistics.withLock { $0.add(tally, target: target) }
+    }
+
+    func trace(_ event: @autoclosure () -> BusTraceEvent) {
+        if let trace = self.options.trace { trace(event()) }
+    }
+
+    // MARK: Discovery support
+
+    /// What one DISCOVER window held (docs/PROTOCOL.md §7).
+    struct DiscoverWindow {
+        /// Valid DISCOVER answers with this query's SEQ.
+        var answers: [(frame: Frame, response: DiscoverResponse)] = []
+        /// Anything else on the line in the window: garbage, damaged or cut-short frames, other frames.
+        var otherBytes = false
+        /// Valid DISCOVER answers to earlier queries (other SEQ), with when they were read.
+        var late: [(frame: Frame, at: ContinuousClock.Instant)] = []
+        var sequence: UInt8 = 0
+        var drained: ContinuousClock.Instant
+    }
+
+    /// Broadcasts DISCOVER and listens for the whole window (longer while a frame is still arriving).
+    func discover(_ request: DiscoverRequest, window: Duration) throws(BusError) -> DiscoverWindow {
+        var tally = TransactionTally()
+        do throws(BusError) {
+            self.waitForWire()
+            var late: [(frame: Frame, at: ContinuousClock.Instant)] = []
+            let queued = try self.readQueued()
+            if !queued.isEmpty {
+                let now = self.clock.now
+                for item in FrameDecoder.decodeAll(queued) {
+                    if case .frame(let f, _) = item, f.isResponse, f.command == Command.discover.rawValue {
+                        late.append((f, now))
+                    }
+                }
+            }
+            try self.flushInput()
+            let frame = Frame(request: request, address: Frame.broadcastAddress, sequence: self.nextSequence())
+            let bytes = frame.encoded()
+            let (_, drained) = try self.send(bytes, attempt: 1)
+            tally.framesSent = 1
+            tally.bytesSent = bytes.count
+            var result = DiscoverWindow(late: late, sequence: frame.sequence, drained: drained)
+            self.reception.reset()
+            var echo = EchoStripper(request: bytes, active: self.options.echo == .auto)
+            let end = drained + window
+            var lastByteAt: ContinuousClock.Instant?
+            var finishing = false
+            listening: while true {
+                while let item = self.reception.decoder.next() {
+                    switch item {
+                    case .skipped(_, let count, let reason):
+                        result.otherBytes = true
+                        if reason == .noStartMarker { tally.garbageBytes += count } else { tally.crcErrors += 1 }
+                    case .frame(let f, let offset):
+                        if f.isResponse && f.command == Command.discover.rawValue && !f.isNak,
+                            let answer = try? DiscoverResponse(payload: f.payload)
+                        {
+                            if f.sequence == frame.sequence {
+                                result.answers.append((f, answer))
+                            } else {
+                                tally.staleFrames += 1
+                                result.late.append((f, self.reception.arrival(ofOffset: offset)))
+                            }
+                        } else if f == frame {
+                            tally.echoes += 1
+                        } else {
+                            result.otherBytes = true
+                        }
+                    }
+                }
+                if finishing {
+                    self.reception.decoder.resume()
+                    finishing = false
+                }
+                let now = self.clock.now
+                var readDeadline = end
+                if let last = lastByteAt, self.reception.decoder.bufferedByteCount > 0 || echo.heldCount > 0 {
+                    let needed = echo.heldCount > 0 ? echo.missing : self.reception.neededBytes()
+                    let completeBy = last + self.characterTime * needed + self.abortSilence
+                    if now >= completeBy {
+                        if echo.heldCount > 0 {
+                            self.reception.append(echo.release(), at: last)
+                        } else {
+                            self.reception.decoder.finish()
+                            finishing = true
+                        }
+                        continue listening
+                    }
+                    readDeadline = max(end, completeBy)
+                } else if now >= end {
+                    break listening
+                }
+                let chunk: [UInt8]
+                do {
+                    chunk = try self.transport.read(upTo: Frame.maxFrameLength, deadline: readDeadline)
+                } catch .timeout {
+                    continue listening
+                } catch .removed(let path) {
+                    throw .adapterGone(path: path)
+                } catch {
+                    throw .serial(error)
+                }
+                let at = self.clock.now
+                lastByteAt = at
+                tally.bytesReceived += chunk.count
+                self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
+                let (rest, echoed) = echo.strip(chunk)
+                if echoed { tally.echoes += 1 }
+                self.reception.append(rest, at: at)
+            }
+            tally.answered = true
+            self.wireFreeAt = max(self.clock.now, end) + self.gap
+            self.commit(tally, target: nil)
+            return result
+        } catch {
+            self.commit(tally, target: nil)
+            throw error
+        }
+    }
+}
+
+/// The key of a turnaround calibrator: meters and card operations differ by an order of magnitude.
+struct CalibrationKey: Hashable, Sendable {
+    var target: Target
+    var slow: Bool
+}
+
+/// The decoder's stream for one transaction, with when each chunk arrived, so that a frame's first byte has a time
+/// and a skipped run has its bytes.
+struct Reception {
+    var decoder = FrameDecoder()
+    /// The bytes appended in this transaction; `stream[0]` is at decoder offset `base`.
+    private var stream: [UInt8] = []
+    private var base = 0
+    private var arrivals: [(offset: Int, at: ContinuousClock.Instant)] = []
+
+    mutating func reset() {
+        self.decoder.reset()
+        self.base = self.decoder.streamOffset
+        self.stream.removeAll(keepingCapacity: true)
+        self.arrivals.removeAll(keepingCapacity: true)
+    }
+
+    mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant) {
+        guard !bytes.isEmpty else { return }
+        self.arrivals.append((self.decoder.streamOffset, at))
+        self.stream += bytes
+        self.decoder.append(bytes)
+    }
+
+    func bytes(offset: Int, count: Int) -> [UInt8] {
+        let start = max(0, offset - self.base)
+        return Array(self.stream[min(start, self.stream.count)..<min(start + count, self.stream.count)])
+    }
+
+    /// When the chunk holding stream offset `offset` was read.
+    func arrival(ofOffset offset: Int) -> ContinuousClock.Instant {
+        var found = self.arrivals.first?.at ?? ContinuousClock.now
+        for a in self.arrivals {
+            if a.offset > offset { break }
+            found = a.at
+        }
+        return found
+    }
+
+    /// Bytes the frame held by the decoder still needs: up to its header, then up to its declared length.
+    func neededBytes() -> Int {
+        let held = self.decoder.bufferedByteCount
+        guard held > 0, held <= self.stream.count else { return 1 }
+        let start = self.stream.count - held
+        guard held >= Frame.headerLength else { return Frame.minFrameLength - held }
+        let length = Int(self.stream[start + 10]) << 8 | Int(self.stream[start + 11])
+        return max(1, Frame.minFrameLength + length - held)
+    }
+}
+
+/// Removes the adapter's copy of our own request when it comes back first (half-duplex adapters without echo
+/// suppression); bytes that turn out not to be the echo are handed on unchanged.
+struct EchoStripper {
+    let request: [UInt8]
+    private var matched = 0
+    private var done: Bool
+
+    init(request: [UInt8], active: Bool) {
+        self.request = request
+        self.done = !active
+    }
+
+    /// Bytes of a possible echo held back until it is complete or disproved.
+    var heldCount: Int { self.done ? 0 : self.matched }
+    var missing: Int { self.request.count - self.matched }
+
+    /// The bytes that are not echo, and whether this chunk completed an echo.
+    mutating func strip(_ chunk: [UInt8]) -> (rest: [UInt8], echoed: Bool) {
+        guard !self.done else { return (chunk, false) }
+        for (i, byte) in chunk.enumerated() {
+            if byte == self.request[self.matched] {
+                self.matched += 1
+                if self.matched == self.request.count {
+                    self.done = true
+                    return (Array(chunk[(i + 1)...]), true)
+                }
+            } else {
+                self.done = true
+                return (Array(self.request[..<self.matched]) + chunk[i...], false)
+            }
+        }
+        return ([], false)
+    }
+
+    /// Gives up on a partial echo: its bytes are data after all.
+    mutating func release() -> [UInt8] {
+        defer { self.done = true }
+        return Array(self.request[..<self.matched])
+    }
+}

@@ -1,0 +1,246 @@
+import Dispatch
+import MeterProtocol
+import SerialPort
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One bus master session per serial port: the one place that owns the wire's time (docs/PROTOCOL.md §3, §6, §8).
+///
+/// Every transaction runs on the session's own thread, one at a time, in the order callers asked; callers block
+/// (synchronous API, for the CLI) or suspend (`async` API, for the gateway) until theirs is done. Each request
+/// carries its own timeout and its expected response; the session honours the inter-frame gap, skips the echo of
+/// its own request on half-duplex adapters, matches answers by address, serial, command and SEQ, resends the same
+/// SEQ and bytes on retries, calibrates its timeouts from what it observes, and keeps statistics per bus and per
+/// target.
+///
+/// The session does not configure or close the transport: the caller opens the port with `line` and closes it
+/// after ``close()``.
+public final class BusSession: Sendable {
+    /// How the session times and retries; every default is from docs/PROTOCOL.md §8.
+    public struct Options: Sendable {
+        /// `Tr` for meters: from the last byte of a request to the first byte of the answer.
+        public var responseTime: Duration = .milliseconds(50)
+        /// `Tr` for card operations (READ_CARD, WRITE_CARD, ERASE_CARD).
+        public var slowResponseTime: Duration = .milliseconds(500)
+        /// What a USB-serial adapter may add (a 16 ms latency timer is common), until measured.
+        public var adapterLatency: Duration = .milliseconds(20)
+        /// Tries after the first for a lost, damaged or BUSY exchange.
+        public var retries = 2
+        /// Calibrated timeouts stay within these bounds.
+        public var minimumTimeout: Duration = .milliseconds(10)
+        public var maximumTimeout: Duration = .seconds(2)
+        /// Learn turnarounds and adapter latency and set timeouts from them (``TimingCalibrator``).
+        public var calibrate = true
+        /// Added to twice the observed p99 turnaround.
+        public var calibrationMargin: Duration = .milliseconds(2)
+        /// Samples before a calibrated timeout may fall below the default.
+        public var calibrationMinimumSamples = 5
+        /// Half-duplex adapters that send our own request back.
+        public var echo = EchoHandling.auto
+        /// nil: `Tg` = max(3.5 Tc, 2 ms).
+        public var interFrameGap: Duration?
+        /// Quiet time after a broadcast on top of `Tg`, so devices finish acting on it.
+        public var postBroadcastWait: Duration = .milliseconds(20)
+        /// nil: random, so a late answer to a previous process is unlikely to match.
+        public var initialSequence: UInt8?
+        /// Receives every byte sent and received, with timing, and what was discarded: `--verbose`.
+        public var trace: (@Sendable (BusTraceEvent) -> Void)?
+
+        public init() {}
+    }
+
+    /// What to do with the adapter's copy of our own request.
+    public enum EchoHandling: Sendable {
+        /// If our exact request bytes come back first, skip them (and count them).
+        case auto
+        /// Never strip; an echo is still discarded as "not an answer" and reported as such.
+        case off
+    }
+
+    public let path: String
+    public let line: LineSettings
+    public let options: Options
+    private let executor: BusExecutor
+    private let shared = SessionShared()
+    /// Confined to the executor's thread: only jobs touch it.
+    private nonisolated(unsafe) let link: BusLink
+
+    public init(transport: any SerialTransport, line: LineSettings, options: Options = Options()) {
+        self.path = transport.path
+        self.line = line
+        self.options = options
+        self.link = BusLink(transport: transport, line: line, options: options, shared: self.shared)
+        self.executor = BusExecutor(name: "bus \(transport.path)")
+    }
+
+    deinit { self.executor.close() }
+
+    /// Finishes the transaction in flight; requests still queued fail with ``BusError/cancelled``. Idempotent.
+    public func close() { self.executor.close() }
+
+    // MARK: Synchronous API (blocks the calling thread; for the CLI)
+
+    /// Sends `request` to `target` and returns its answer.
+    ///
+    /// `timeout` is the time allowed from the end of the request to the first byte of the answer (nil:
+    /// calibrated, see ``TimingCalibrator``); a started answer is always given its transmission time.
+    /// `retries` overrides ``Options/retries``. Throws a ``BusError`` that says what was seen.
+    public func transaction<R: NativeRequest>(
+        _ request: R, to target: Target, timeout: Duration? = nil, retries: Int? = nil
+    ) throws(BusError) -> R.Response {
+        try self.withExclusiveAccess { link throws(BusError) in
+            try link.transaction(request, to: target, timeout: timeout, retries: retries)
+        }
+    }
+
+    /// A raw request (command byte and payload) and the matching response frame; NAKs throw
+    /// ``BusError/refused(_:_:)``.
+    public func exchange(
+        command: UInt8, payload: [UInt8], to target: Target, timeout: Duration? = nil, retries: Int? = nil
+    ) throws(BusError) -> Frame {
+        try self.withExclusiveAccess { link throws(BusError) in
+            try link.exchange(command: command, payload: payload, to: target, timeout: timeout, retries: retries)
+        }
+    }
+
+    /// Broadcasts a message no device answers (BROADCAST_TIME) and waits the post-broadcast time.
+    public func broadcast<M: NativeMessage>(_ message: M) throws(BusError) {
+        try self.withExclusiveAccess { link throws(BusError) in try link.broadcast(message) }
+    }
+
+    /// Runs `body` on the session's thread with the wire to itself: no other caller's transaction comes in
+    /// between. Called from inside such a body (or a driver operation), it runs inline.
+    public func withExclusiveAccess<T>(_ body: (BusLink) throws(BusError) -> T) throws(BusError) -> T {
+        if self.executor.isCurrent { return try body(self.link) }
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        let link = UnsafeTransfer(self.link)
+        withoutActuallyEscaping(body) { body in
+            // The body does not escape: the job lets go of it before it signals, and this waits for that.
+            box.body = body
+            self.executor.submit { run in
+                do {
+                    let body = box.body!
+                    box.body = nil
+                    box.result = run
+                        ? Result { () throws(BusError) -> T in try body(link.value) } : .failure(.cancelled)
+                }
+                done.signal()
+            }
+            done.wait()
+        }
+        return try box.result!.get()
+    }
+
+    // MARK: Async API (suspends the task; the wire work runs on the session's thread)
+
+    /// The `async` form of ``transaction(_:to:timeout:retries:)``.
+    public func transaction<R: NativeRequest>(
+        _ request: R, to target: Target, timeout: Duration? = nil, retries: Int? = nil
+    ) async throws(BusError) -> R.Response where R.Response: Sendable {
+        try await self.withExclusiveAccess { link throws(BusError) in
+            try link.transaction(request, to: target, timeout: timeout, retries: retries)
+        }
+    }
+
+    /// The `async` form of ``exchange(command:payload:to:timeout:retries:)``.
+    public func exchange(
+        command: UInt8, payload: [UInt8], to target: Target, timeout: Duration? = nil, retries: Int? = nil
+    ) async throws(BusError) -> Frame {
+        try await self.withExclusiveAccess { link throws(BusError) in
+            try link.exchange(command: command, payload: payload, to: target, timeout: timeout, retries: retries)
+        }
+    }
+
+    /// The `async` form of ``broadcast(_:)``.
+    public func broadcast<M: NativeMessage>(_ message: M) async throws(BusError) {
+        try await self.withExclusiveAccess { link throws(BusError) in try link.broadcast(message) }
+    }
+
+    /// The `async` form of ``withExclusiveAccess(_:)``. A task cancelled before its turn gets
+    /// ``BusError/cancelled`` and nothing is sent; once on the wire, a transaction runs to its end.
+    public func withExclusiveAccess<T: Sendable>(
+        _ body: @escaping @Sendable (BusLink) throws(BusError) -> T
+    ) async throws(BusError) -> T {
+        let cancelled = Mutex(false)
+        let link = UnsafeTransfer(self.link)
+        let result: Result<T, BusError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, BusError>, Never>) in
+                self.executor.submit { run in
+                    guard run, !cancelled.withLock({ $0 }) else {
+                        continuation.resume(returning: .failure(.cancelled))
+                        return
+                    }
+                    continuation.resume(returning: Result { () throws(BusError) -> T in try body(link.value) })
+                }
+            }
+        } onCancel: {
+            cancelled.withLock { $0 = true }
+        }
+        return try result.get()
+    }
+
+    // MARK: Observations
+
+    /// Counters and latency percentiles so far, for the bus and per target.
+    public var statistics: BusStatistics {
+        self.shared.statistics.withLock { $0.snapshot(cpuMicros: self.executorCPUTime.micros) }
+    }
+
+    /// What the session learned about a target's turnaround, and the first-byte timeout it uses now.
+    public func calibration(for target: Target, cardOperation: Bool = false) -> CalibrationState {
+        let key = CalibrationKey(target: target, slow: cardOperation)
+        let calibrator = self.shared.calibration.withLock {
+            $0.turnaround[key] ?? TimingCalibrator(minimumSamples: self.options.calibrationMinimumSamples)
+        }
+        return CalibrationState(samples: calibrator.sampleCount, p50Micros: calibrator.percentile(50) ?? 0,
+                                p99Micros: calibrator.percentile(99) ?? 0,
+                                timeout: self.link.firstByteTimeout(for: key), isCalibrated: calibrator.isCalibrated)
+    }
+
+    /// The adapter's delivery lag as measured (bytes held back and delivered in a burst), and the allowance used.
+    public var adapterCalibration: CalibrationState {
+        let lag = self.shared.calibration.withLock { $0.adapterLag }
+        return CalibrationState(samples: lag.sampleCount, p50Micros: lag.percentile(50) ?? 0,
+                                p99Micros: lag.percentile(99) ?? 0, timeout: self.link.adapterAllowance,
+                                isCalibrated: lag.isCalibrated)
+    }
+
+    /// CPU time the session's thread has used: the bus master's own work, without its callers' (zero if the
+    /// clock cannot be read).
+    public var executorCPUTime: Duration {
+        guard let thread = self.executor.threadID else { return .zero }
+        var clockID = clockid_t()
+        guard pthread_getcpuclockid(thread, &clockID) == 0 else { return .zero }
+        var ts = timespec()
+        guard clock_gettime(clockID, &ts) == 0 else { return .zero }
+        return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
+    }
+}
+
+/// State read from any thread: statistics and calibration, each behind its own lock (held for microseconds).
+final class SessionShared: Sendable {
+    let statistics = Mutex(StatisticsStore())
+    let calibration = Mutex(CalibrationStore())
+}
+
+struct CalibrationStore {
+    var turnaround: [CalibrationKey: TimingCalibrator] = [:]
+    var adapterLag = TimingCalibrator()
+}
+
+/// A result handed from the executor's thread to the waiting caller (ordered by the semaphore).
+private final class ResultBox<T>: @unchecked Sendable {
+    var body: ((BusLink) throws(BusError) -> T)?
+    var result: Result<T, BusError>?
+}
+
+/// Moves a value to the executor's thread. Used for the link (only ever touched there) and for a synchronous
+/// caller's closure (which the caller outlives by waiting).
+struct UnsafeTransfer<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
