@@ -58,6 +58,7 @@ let package = Package(
             dependencies: [
                 "MeterProtocol",
                 "SerialPort",
+                "MeterBus",
                 "Prepaid",
                 "KeyStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -11,7 +11,10 @@ public struct Metergw: ParsableCommand {
             Exit statuses: \(ExitStatus.allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ")).
             """,
         version: Metergw.version,
-        subcommands: [Decode.self, Ports.self, Sniff.self, Keys.self]
+        subcommands: [
+            Ports.self, Scan.self, Read.self, Relay.self, ThresholdsCommand.self, Clock.self, AlarmsCommand.self,
+            Topup.self, CardCommand.self, Sniff.self, Doctor.self, Decode.self, Keys.self,
+        ]
     )
 
     public init() {}

@@ -8,6 +8,16 @@ extension PrepaidMeter {
         self.registerUnits = registerUnits
         self.creditUnits = Int64(creditUnits)
         self.clockOffsetSeconds = clockOffsetSeconds
+        // The meter leaves the bench in this state: the alarms a new meter with no credit raised on the bench are
+        // not part of its history in the field.
+        self.eventLog.removeAll()
+        self.nextEventIndex = 0
+        self.alarms = []
+        self.exhausted = false
+        self.cutoffAcknowledged = false
+        self.relay = .closed
+        self.relayReason = .none
+        self.log(.powerUp, 0, now: now)
         self.updateSupply(now: now)
     }
 

@@ -1,0 +1,229 @@
+import ArgumentParser
+import Foundation
+import MeterBus
+import MeterProtocol
+import Prepaid
+
+/// What the signed meter commands share: the bus, the meter, the key file.
+struct SignedCommandOptions: ParsableArguments {
+    @OptionGroup var bus: BusOptions
+
+    @Option(help: "The meter: bus address, serial, or ADDRESS:SERIAL.")
+    var meter: MeterSelector
+
+    @Option(help: "The metergw key file (default: $XDG_CONFIG_HOME/metergw/keys).")
+    var keys: String?
+
+    func run<T>(_ body: (NativeDriver, KeyFileSigner) throws(BusError) -> T) throws -> T {
+        try Self.run(bus: self.bus, meter: self.meter.address, keys: self.keys, body)
+    }
+
+    /// Opens the bus, loads the keys, signs with the counter after the meter's last, runs `body`.
+    static func run<T>(bus: BusOptions, meter: MeterAddress, keys path: String?,
+                       _ body: (NativeDriver, KeyFileSigner) throws(BusError) -> T) throws -> T {
+        let keys = try KeyFileOption.load(path)
+        let session = try bus.session()
+        defer { session.close() }
+        let driver = NativeDriver(session: session)
+        let signer = try KeyFileSigner.next(for: meter, driver: driver, keys: keys)
+        return try BusFailure.map { () throws(BusError) in try body(driver, signer) }
+    }
+}
+
+/// `metergw relay`: cut or restore supply.
+struct Relay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Open (cut supply) or close (restore supply) a meter's relay or valve; signed with the key file.",
+        discussion: "Closing is refused by a meter whose credit is exhausted: only credit restores supply.")
+
+    enum Position: String, ExpressibleByArgument, CaseIterable { case open, close }
+
+    @Argument(help: "open or close.")
+    var position: Position
+
+    @OptionGroup var options: SignedCommandOptions
+
+    func run() throws {
+        let target: RelayState = self.position == .open ? .open : .closed
+        let outcome = try self.options.run { driver, signer throws(BusError) in
+            try driver.setRelay(self.options.meter.address, to: target, signer: signer)
+        }
+        if self.options.bus.json {
+            Output.line(JSONValue.object([("relay", .string(outcome.relay.name)),
+                                          ("reason", .string(outcome.reason.name))]).rendered())
+        } else {
+            Output.line("\(self.options.meter): relay \(outcome.relay.name)"
+                        + (outcome.reason == .none ? "" : " (\(outcome.reason.name))"))
+        }
+    }
+}
+
+/// `metergw thresholds`: the low-credit alarm and cutoff levels.
+struct ThresholdsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "thresholds",
+        abstract: "Set a meter's low-credit alarm and cutoff thresholds (in Wh or L); signed with the key file.")
+
+    @OptionGroup var options: SignedCommandOptions
+
+    @Option(help: "Credit at which the meter warns (beeps), in the meter's unit.")
+    var alarm: UInt32
+
+    @Option(help: "Credit at which the meter cuts supply until a card is inserted; at most --alarm.")
+    var cutoff: UInt32
+
+    func validate() throws {
+        guard self.alarm >= self.cutoff else { throw ValidationError("--alarm must be at least --cutoff") }
+    }
+
+    func run() throws {
+        let outcome = try self.options.run { driver, signer throws(BusError) in
+            try driver.setThresholds(self.options.meter.address, alarm: self.alarm, cutoff: self.cutoff, signer: signer)
+        }
+        if self.options.bus.json {
+            Output.line(JSONValue.object([("alarm", .uint(UInt64(outcome.alarm))),
+                                          ("cutoff", .uint(UInt64(outcome.cutoff)))]).rendered())
+        } else {
+            Output.line("\(self.options.meter): alarm at \(outcome.alarm), cutoff at \(outcome.cutoff) (meter units)")
+        }
+    }
+}
+
+/// `metergw clock sync`: set a meter's clock, or nudge every meter's.
+struct Clock: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Set meter clocks to this computer's time.",
+        subcommands: [Sync.self])
+
+    struct Sync: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set one meter's clock (signed), or broadcast the time to every meter (--all).",
+            discussion: """
+                --all broadcasts BROADCAST_TIME: no keys, no answers; each meter adopts it only if it is within \
+                300 s of its own clock and at most once a day (docs/PROTOCOL.md §4.2). Larger errors need --meter.
+                """)
+
+        @OptionGroup var bus: BusOptions
+
+        @Option(help: "The meter: bus address, serial, or ADDRESS:SERIAL.")
+        var meter: MeterSelector?
+
+        @Flag(help: "Broadcast the time to every meter on the bus.")
+        var all = false
+
+        @Option(help: "The metergw key file (default: $XDG_CONFIG_HOME/metergw/keys).")
+        var keys: String?
+
+        func validate() throws {
+            guard (self.meter == nil) == self.all else { throw ValidationError("give --meter M or --all") }
+        }
+
+        func run() throws {
+            let now = UInt32(Date().timeIntervalSince1970)
+            if self.all {
+                let session = try self.bus.session()
+                defer { session.close() }
+                try BusFailure.map { () throws(BusError) in try session.broadcast(BroadcastTime(time: now)) }
+                if self.bus.json {
+                    Output.line(JSONValue.object([("broadcast", .string(UTCTime.iso8601(now)))]).rendered())
+                } else {
+                    Output.line("broadcast \(UTCTime.iso8601(now)): meters within 300 s adopt it (no answers)")
+                }
+                return
+            }
+            let meter = self.meter!
+            let outcome = try SignedCommandOptions.run(bus: self.bus, meter: meter.address, keys: self.keys) {
+                driver, signer throws(BusError) in try driver.setClock(meter.address, to: now, signer: signer)
+            }
+            let drift = Int64(outcome.previous) - Int64(now)
+            if self.bus.json {
+                Output.line(JSONValue.object([("previous", .string(UTCTime.iso8601(outcome.previous))),
+                                              ("new", .string(UTCTime.iso8601(outcome.new))),
+                                              ("driftSeconds", .int(drift))]).rendered())
+            } else {
+                Output.line("\(meter): clock set to \(UTCTime.iso8601(outcome.new)); it was " + Read.driftText(drift))
+            }
+        }
+    }
+}
+
+/// `metergw alarms ack`: clear latched alarms.
+struct AlarmsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "alarms", abstract: "Acknowledge a meter's alarms.", subcommands: [Ack.self])
+
+    struct Ack: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Clear latched alarms (tamper, magnetic field, ...); conditions that persist stay set.")
+
+        @OptionGroup var options: SignedCommandOptions
+
+        @Option(help: "Alarms to clear, comma-separated names (default: all).")
+        var only: String?
+
+        func run() throws {
+            var mask = Alarms(rawValue: 0xFFFF)
+            if let only {
+                mask = []
+                for name in only.split(separator: ",") {
+                    guard let bit = (0..<16).map({ Alarms(rawValue: 1 << $0) }).first(where: { $0.names == [String(name)] })
+                    else { throw ValidationError("unknown alarm \"\(name)\"") }
+                    mask.insert(bit)
+                }
+            }
+            let remaining = try self.options.run { driver, signer throws(BusError) in
+                try driver.acknowledgeAlarms(self.options.meter.address, mask, signer: signer)
+            }
+            if self.options.bus.json {
+                Output.line(JSONValue.object([("alarms", .array(remaining.names.map { .string($0) }))]).rendered())
+            } else {
+                Output.line("\(self.options.meter): alarms still set: "
+                            + (remaining.names.isEmpty ? "none" : remaining.names.joined(separator: ", ")))
+            }
+        }
+    }
+}
+
+/// `metergw topup`: the low-level signed remote credit.
+struct Topup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a purchase's credit to a meter over the bus (signed); it is applied at most once.",
+        discussion: """
+            The purchase sequence is the meter's purchase number (docs/PROTOCOL.md §5.3): the meter applies it \
+            only if it is the next one, answers "already applied" for one it has, and refuses a gap. A lost \
+            answer is safe to retry: the same purchase is never applied twice.
+            Exit status 0 applied or already applied; 76 refused (with the reason).
+            """)
+
+    @OptionGroup var options: SignedCommandOptions
+
+    @Option(help: "Credit in the meter's unit (Wh or L).")
+    var units: UInt32
+
+    @Option(help: "The purchase's sequence number for this meter.")
+    var seq: UInt32
+
+    func validate() throws {
+        guard self.units > 0 else { throw ValidationError("--units must be positive") }
+        guard self.seq > 0 else { throw ValidationError("--seq starts at 1") }
+    }
+
+    func run() throws {
+        let outcome = try self.options.run { driver, signer throws(BusError) in
+            try driver.applyCredit(self.options.meter.address, purchaseSequence: self.seq, units: self.units,
+                                   signer: signer)
+        }
+        if self.options.bus.json {
+            Output.line(JSONValue.object([
+                ("outcome", .string(outcome.applied ? "applied" : "already-applied")),
+                ("lastAppliedSequence", .uint(UInt64(outcome.lastAppliedSequence))), ("credit", .int(outcome.credit)),
+            ]).rendered())
+        } else if outcome.applied {
+            Output.line("\(self.options.meter): purchase \(self.seq) applied, \(self.units) units; credit now "
+                        + "\(outcome.credit)")
+        } else {
+            Output.line("\(self.options.meter): purchase \(self.seq) was already applied (last applied "
+                        + "\(outcome.lastAppliedSequence)); nothing added; credit \(outcome.credit)")
+        }
+    }
+}
