@@ -68,6 +68,9 @@ let package = Package(
         .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol"]),
 
         // MARK: Tests
+        // Runs meter-emulator as a separate process for tests in several targets; not shipped.
+        .target(
+            name: "MetergwTestSupport", dependencies: ["MeterProtocol", "SerialPort", "Prepaid", "KeyStore"]),
         .testTarget(
             name: "MeterProtocolTests", dependencies: ["MeterProtocol", "Prepaid"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
@@ -77,11 +80,13 @@ let package = Package(
             name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol"], exclude: ["Fixtures"]),
         .testTarget(
             name: "MeterEmulatorTests",
-            dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore"]),
+            dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore", "MetergwTestSupport"]),
         .testTarget(
             name: "MeterBusTests",
             dependencies: ["MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort"]
         ),
-        .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid"]),
+        .testTarget(
+            name: "MetergwCLITests",
+            dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "MetergwTestSupport"]),
     ]
 )

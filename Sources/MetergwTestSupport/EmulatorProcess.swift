@@ -5,8 +5,8 @@ import Prepaid
 import SerialPort
 
 /// A `meter-emulator` run as a separate process, as a technician or the gateway would meet it.
-final class EmulatorProcess {
-    static var productsDirectory: URL {
+public final class EmulatorProcess {
+    public static var productsDirectory: URL {
         var url = Bundle.main.bundleURL
         while url.path != "/"
             && !FileManager.default.fileExists(atPath: url.appendingPathComponent("meter-emulator").path)
@@ -16,23 +16,23 @@ final class EmulatorProcess {
         return url
     }
 
-    let directory: URL
-    let link: String
-    let process = Process()
+    public let directory: URL
+    public let link: String
+    public let process = Process()
     let stdout = Pipe()
     let stderr = Pipe()
     /// What the emulator printed on start (`--json`): devices with their serials.
-    private(set) var started: [String: Any] = [:]
+    public private(set) var started: [String: Any] = [:]
 
     /// A fresh folder with a key file, for one test's emulators.
-    static func makeDirectory() throws -> URL {
+    public static func makeDirectory() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("emu-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         _ = try KeyFile.create(at: dir.appendingPathComponent("keys").path, issuerID: 7)
         return dir
     }
 
-    init(directory: URL, arguments: [String]) throws {
+    public init(directory: URL, arguments: [String]) throws {
         self.directory = directory
         self.link = directory.appendingPathComponent("bus").path
         self.process.executableURL = Self.productsDirectory.appendingPathComponent("meter-emulator")
@@ -49,34 +49,38 @@ final class EmulatorProcess {
         self.started = object
     }
 
-    var devices: [[String: Any]] { self.started["devices"] as? [[String: Any]] ?? [] }
+    public var devices: [[String: Any]] { self.started["devices"] as? [[String: Any]] ?? [] }
 
-    func serial(ofAddress address: Int) -> UInt32 {
+    public func serial(ofAddress address: Int) -> UInt32 {
         UInt32(self.devices.first { $0["address"] as? Int == address }?["serial"] as? Int ?? 0)
     }
 
-    var keys: IssuerKeys { get throws { try KeyFile.load(from: self.directory.appendingPathComponent("keys").path) } }
+    /// The key file the emulator's meters were given.
+    public var keyFile: String { self.directory.appendingPathComponent("keys").path }
 
-    func signer(address: Int) throws -> CommandSigner {
+    public var keys: IssuerKeys { get throws { try KeyFile.load(from: self.keyFile) } }
+
+    public func signer(address: Int) throws -> CommandSigner {
         CommandSigner(keys: try self.keys.meter(serial: self.serial(ofAddress: address), revision: 1))
     }
 
     /// SIGTERM, then wait for a clean exit.
-    func terminate() -> Int32 {
+    @discardableResult
+    public func terminate() -> Int32 {
         if self.process.isRunning { self.process.terminate() }
         self.process.waitUntilExit()
         return self.process.terminationStatus
     }
 
     /// SIGKILL: a crash, as a power cut would be.
-    func kill() {
+    public func kill() {
         if self.process.isRunning { Foundation.kill(self.process.processIdentifier, SIGKILL) }
         self.process.waitUntilExit()
     }
 
     deinit { self.kill() }
 
-    var errorOutput: String { String(decoding: self.stderr.fileHandleForReading.availableData, as: UTF8.self) }
+    public var errorOutput: String { String(decoding: self.stderr.fileHandleForReading.availableData, as: UTF8.self) }
 
     static func readLine(_ handle: FileHandle, timeout: TimeInterval) throws -> String {
         var bytes: [UInt8] = []
@@ -93,19 +97,19 @@ final class EmulatorProcess {
         throw Failure("emulator did not start within \(timeout) s")
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-        init(_ description: String) { self.description = description }
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
     }
 }
 
 /// A deliberately plain master for testing the emulator from outside: write a frame, collect what comes back.
 /// (The real bus master, with retries and timing, is tested on its own.)
-final class PlainMaster {
-    let port: SerialPort
+public final class PlainMaster {
+    public let port: SerialPort
     var sequence: UInt8 = 0
 
-    init(link: String) throws {
+    public init(link: String) throws {
         self.port = try SerialPort.open(link)
         _ = try self.port.configure(LineSettings(baudRate: 9600))
     }
@@ -114,13 +118,13 @@ final class PlainMaster {
 
     /// Sends `frame` and returns every decoded item that arrives until `quiet` passes with nothing new
     /// (a generous window; tests never assert on time).
-    func exchange(_ frame: Frame, quiet: Duration = .milliseconds(300)) throws -> [DecodedItem] {
+    public func exchange(_ frame: Frame, quiet: Duration = .milliseconds(300)) throws -> [DecodedItem] {
         try self.port.flush(.input)
         try self.port.write(frame.encoded(), deadline: .now + .seconds(5))
         return try self.collect(quiet: quiet)
     }
 
-    func collect(quiet: Duration) throws -> [DecodedItem] {
+    public func collect(quiet: Duration) throws -> [DecodedItem] {
         var decoder = FrameDecoder()
         var items: [DecodedItem] = []
         while true {
@@ -137,17 +141,17 @@ final class PlainMaster {
     }
 
     /// The response frames among `items`.
-    static func frames(_ items: [DecodedItem]) -> [Frame] {
+    public static func frames(_ items: [DecodedItem]) -> [Frame] {
         items.compactMap { if case .frame(let f, _) = $0, f.isResponse { f } else { nil } }
     }
 
-    func nextSequence() -> UInt8 {
+    public func nextSequence() -> UInt8 {
         self.sequence &+= 1
         return self.sequence
     }
 
     /// One request, its one answer decoded as the expected response (or the NAK it got).
-    func ask<R: NativeRequest>(_ request: R, address: UInt8, serial: UInt32 = Frame.anySerial) throws
+    public func ask<R: NativeRequest>(_ request: R, address: UInt8, serial: UInt32 = Frame.anySerial) throws
         -> Result<R.Response, Nak>
     {
         let frame = Frame(request: request, address: address, serial: serial, sequence: self.nextSequence())
