@@ -11,10 +11,12 @@ let package = Package(
         .library(name: "SerialPort", targets: ["SerialPort"]),
         .executable(name: "meter-emulator", targets: ["meter-emulator"]),
         .library(name: "Prepaid", targets: ["Prepaid"]),
+        .library(name: "BillingStore", targets: ["BillingStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // MARK: C glue (kernel headers only, no logic)
@@ -32,6 +34,11 @@ let package = Package(
         // MARK: Domain (pure) and the key file
         .target(name: "Prepaid", dependencies: ["MeterProtocol", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "KeyStore", dependencies: ["Prepaid", "MeterProtocol"]),
+
+        // MARK: Store (SQLite via GRDB; knows the domain, not the wire's I/O)
+        .target(
+            name: "BillingStore",
+            dependencies: ["Prepaid", "MeterProtocol", .product(name: "GRDB", package: "GRDB.swift")]),
 
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
@@ -51,11 +58,12 @@ let package = Package(
                 "SerialPort",
                 "Prepaid",
                 "KeyStore",
+                "BillingStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "metergw", dependencies: ["MetergwCLI"]),
-        .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol"]),
+        .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol", "BillingStore", "Prepaid"]),
 
         // MARK: Tests
         .testTarget(
@@ -66,6 +74,7 @@ let package = Package(
         .testTarget(
             name: "MeterEmulatorTests",
             dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore"]),
+        .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
         .testTarget(name: "MetergwCLITests", dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid"]),
     ]
 )
