@@ -11,7 +11,10 @@ public struct Metergw: ParsableCommand {
             Exit statuses: \(ExitStatus.allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ")).
             """,
         version: Metergw.version,
-        subcommands: [Decode.self, Ports.self, Sniff.self, Keys.self]
+        subcommands: [
+            Decode.self, Ports.self, Sniff.self, Keys.self, AccountCommand.self, MeterCommand.self, TariffCommand.self,
+            Sell.self, PurchaseCommand.self, DatabaseCommand.self,
+        ]
     )
 
     public init() {}
