@@ -13,7 +13,7 @@ public struct Metergw: ParsableCommand {
         version: Metergw.version,
         subcommands: [
             Decode.self, Ports.self, Sniff.self, Keys.self, AccountCommand.self, MeterCommand.self, TariffCommand.self,
-            Sell.self, PurchaseCommand.self, DatabaseCommand.self,
+            Sell.self, PurchaseCommand.self, PaymentsCommand.self, ReportCommand.self, DatabaseCommand.self,
         ]
     )
 

@@ -163,4 +163,39 @@ import Testing
         #expect((account["movements"] as? [Any])?.count == 2)
         #expect(try desk.run(["db", "check"]).status == 0)
     }
+
+    @Test func paymentsImportOnceAndReportsPrintExactSums() throws {
+        let desk = try Desk()
+        try desk.setUp()
+        let csv = desk.db + ".csv"
+        try """
+            date,reference,account,amount,currency,purpose
+            2026-11-24,BK-1,1,100.00,CNY,topup
+            2026-11-24,BK-2,1,5.00,CNY,credit
+
+            """.write(toFile: csv, atomically: true, encoding: .utf8)
+        let first = try desk.run(["payments", "import", csv])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout == """
+            line 2 BK-1: purchase 1 queued
+            line 3 BK-2: credited 500 minor units to the account
+            2 imported, 0 refused
+
+            """)
+        let again = try desk.run(["payments", "import", csv])
+        #expect(again.status == 76 && again.stdout.contains("BK-1: REFUSED, bank reference BK-1 was imported before"))
+        let sales = try desk.run(["report", "sales", "--from", "2026-11-01", "--to", "2026-11-30", "--by", "month",
+                                  "--csv"])
+        #expect(sales.stdout == """
+            period,account,purchases,paid,value,fixedCharges,units,currency
+            2026-11,,1,100.00,100.00,0.00,189286,CNY
+
+            """)
+        let statement = try desk.json(["report", "statement", "--account", "1", "--month", "2026-11"])
+        #expect((statement["closingBalance"] as? [String: Any])?["text"] as? String == "5.00")
+        #expect((statement["deposits"] as? [String: Any])?["minor"] as? Int == 10500)
+        let reprint = try desk.run(["report", "receipt", "1"])
+        #expect(reprint.stdout.contains("request id  bank:BK-1"))
+        #expect(try desk.run(["db", "check"]).status == 0)
+    }
 }
