@@ -12,10 +12,12 @@ let package = Package(
         .executable(name: "meter-emulator", targets: ["meter-emulator"]),
         .library(name: "Prepaid", targets: ["Prepaid"]),
         .library(name: "MeterBus", targets: ["MeterBus"]),
+        .library(name: "BillingStore", targets: ["BillingStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // MARK: C glue (kernel headers only, no logic)
@@ -40,6 +42,11 @@ let package = Package(
         // MARK: Bus master
         .target(name: "MeterBus", dependencies: ["MeterProtocol", "SerialPort"]),
 
+        // MARK: Store (SQLite via GRDB; knows the domain, not the wire's I/O)
+        .target(
+            name: "BillingStore",
+            dependencies: ["Prepaid", "MeterProtocol", .product(name: "GRDB", package: "GRDB.swift")]),
+
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
         // A simplified meter for the bus master's tests and benchmark; not the prepaid meter model.
@@ -61,11 +68,12 @@ let package = Package(
                 "MeterBus",
                 "Prepaid",
                 "KeyStore",
+                "BillingStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "metergw", dependencies: ["MetergwCLI"]),
-        .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol"]),
+        .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol", "BillingStore", "Prepaid"]),
 
         // MARK: Tests
         // Runs meter-emulator as a separate process for tests in several targets; not shipped.
@@ -85,6 +93,7 @@ let package = Package(
             name: "MeterBusTests",
             dependencies: ["MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort"]
         ),
+        .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
         .testTarget(
             name: "MetergwCLITests",
             dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "MetergwTestSupport"]),

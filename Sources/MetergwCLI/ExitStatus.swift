@@ -15,9 +15,10 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case noAnswer = 69
     /// The device went away mid-operation, or another I/O error.
     case ioError = 74
-    /// The port is held by another process.
+    /// The port is held by another process, or the database is locked by one (retry later).
     case busy = 75
-    /// The meter or writer refused the request (NAK).
+    /// The meter or writer refused the request (NAK), or the billing store's rules refused it (a closed account,
+    /// a purchase past cancelling, a request id reused with other terms).
     case refused = 76
     /// Permission denied on a port or file.
     case noPermission = 77
@@ -33,8 +34,8 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .notFound: "port or file not found"
         case .noAnswer: "no answer: timeout after all retries"
         case .ioError: "device removed or I/O error"
-        case .busy: "port held by another process"
-        case .refused: "refused by the meter or card writer (NAK)"
+        case .busy: "port or database held by another process"
+        case .refused: "refused by the meter, the card writer (NAK) or the billing store's rules"
         case .noPermission: "permission denied"
         }
     }

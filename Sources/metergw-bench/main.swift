@@ -1,6 +1,7 @@
 // metergw-bench: speed of the wire codec, release build only (docs/BENCHMARKS.md).
 //
 //   swift run -c release metergw-bench [--json] [--megabytes N] [--rounds N]
+//   swift run -c release metergw-bench store [...]    the billing store (StoreBench.swift)
 //
 // Each figure is the best of several rounds over the same data, so a busy second core shows up as spread
 // between rounds, not as a wrong result.
@@ -19,6 +20,11 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+if CommandLine.arguments.dropFirst().first == "store" {
+    StoreBench.run(Array(CommandLine.arguments.dropFirst(2)))
+    exit(0)
 }
 
 var arguments = CommandLine.arguments.dropFirst()

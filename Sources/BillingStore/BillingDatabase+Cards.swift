@@ -1,0 +1,186 @@
+import Foundation
+import GRDB
+import MeterProtocol
+import Prepaid
+
+extension BillingDatabase {
+    /// The credit a card must carry to its meter: every sequence after the meter's last known applied one up to
+    /// the latest pending purchase, and the units of the pending purchases among them (a cancelled purchase in the
+    /// range is a void: its sequence, zero units). docs/CARD.md §5.1.
+    public struct PendingCredit: Hashable, Sendable {
+        public var firstSequence: Int64
+        public var lastSequence: Int64
+        public var units: Int64
+        public var purchaseIDs: [Int64]
+
+        public var block: CardImage.CreditBlock {
+            CardImage.CreditBlock(firstSequence: UInt32(self.firstSequence), lastSequence: UInt32(self.lastSequence),
+                                  units: UInt32(self.units))
+        }
+    }
+
+    /// Everything the sale flow needs to build and sign the user card image with `Prepaid.CardIssuer`.
+    public struct CardPlan: Hashable, Sendable {
+        public var cardSerial: UInt32
+        public var generation: UInt16
+        public var meterSerial: UInt32
+        public var keyRevision: UInt8
+        public var accountNumber: UInt64
+        public var unitKind: UnitKind
+        /// `.none` when nothing is pending (a replacement card with no credit still carries consumption back).
+        public var credit: CardImage.CreditBlock
+
+        /// The signed image to write.
+        public func image(issuer: CardIssuer, issueTime: UInt32) -> [UInt8] {
+            issuer.userCard(cardSerial: self.cardSerial, generation: self.generation, meterSerial: self.meterSerial,
+                            revision: self.keyRevision, accountNumber: self.accountNumber, unitKind: self.unitKind,
+                            credit: self.credit, issueTime: issueTime)
+        }
+
+        /// Whether the card writer's read-back holds exactly the issuer area written (a write-back area may follow).
+        public static func readBackMatches(written: [UInt8], readBack: [UInt8]) -> Bool {
+            written.count == CardImage.size && readBack.count == CardImage.size
+                && written[0..<CardImage.writeBackOffset] == readBack[0..<CardImage.writeBackOffset]
+        }
+    }
+
+    public func pendingCreditBlock(meter reference: String) throws(StoreError) -> PendingCredit? {
+        try self.read { db in try Self.pendingCredit(db, meter: try Self.findMeter(db, reference)) }
+    }
+
+    static func pendingCredit(_ db: Database, meter: Meter) throws -> PendingCredit? {
+        let pending = try Purchase.filter(
+            Column("meterId") == meter.id && ["created", "written", "queued"].contains(Column("state"))
+        ).order(Column("sequence")).fetchAll(db)
+        guard let last = pending.last else { return nil }
+        let units = pending.reduce(Int64(0)) { $0 + $1.units }
+        guard units <= Int64(UInt32.max) else {
+            throw StoreError.invalidArgument("the pending credit exceeds one card block: apply part of it first")
+        }
+        return PendingCredit(firstSequence: meter.lastAppliedSequence + 1, lastSequence: last.sequence, units: units,
+                             purchaseIDs: pending.map { $0.id! })
+    }
+
+    /// The card for a card purchase: the meter's active card, or a new one (generation 1, or the next after a
+    /// replaced card) when it has none; and the credit block it must carry, which includes this purchase.
+    public func cardPlan(purchase id: Int64, by actor: Actor) throws(StoreError) -> CardPlan {
+        try self.write { db in
+            guard let purchase = try Purchase.fetchOne(db, key: id) else {
+                throw StoreError.purchaseNotFound(String(id))
+            }
+            guard purchase.mode == .card, purchase.state == .created || purchase.state == .written else {
+                throw StoreError.invalidTransition(purchase: id, from: purchase.state.rawValue, to: "written")
+            }
+            let meter = try Meter.fetchOne(db, key: purchase.meterId)!
+            let card = try Self.activeCard(db, meter: meter, accountID: purchase.accountId, by: actor)
+            return try Self.plan(db, meter: meter, card: card)
+        }
+    }
+
+    /// A replacement for a lost card: the active card is marked replaced and a new serial with the next generation
+    /// carries every purchase the meter is not known to have applied (docs/CARD.md §5.2).
+    public func replaceCard(meter reference: String, by actor: Actor) throws(StoreError) -> CardPlan {
+        try self.write { db in
+            let meter = try Self.findMeter(db, reference)
+            guard let accountID = meter.accountId else { throw StoreError.meterNotFound("\(reference) (unassigned)") }
+            if var old = try Card.filter(Column("meterId") == meter.id && Column("state") == "active").fetchOne(db) {
+                old.state = .replaced
+                try old.update(db)
+                try AuditLog.append(db, operator: actor.name, action: "card.replaced", entity: "card", id: old.id,
+                                    now: actor.now, [("serial", .int(old.serial))])
+            }
+            let card = try Self.activeCard(db, meter: meter, accountID: accountID, by: actor)
+            return try Self.plan(db, meter: meter, card: card)
+        }
+    }
+
+    static func activeCard(_ db: Database, meter: Meter, accountID: Int64, by actor: Actor) throws -> Card {
+        if let card = try Card.filter(Column("meterId") == meter.id && Column("state") == "active").fetchOne(db) {
+            return card
+        }
+        let generation = (try Int64.fetchOne(db, sql: "SELECT max(generation) FROM card WHERE meterId = ?",
+                                             arguments: [meter.id]) ?? 0) + 1
+        let serial = max(100_000, try Int64.fetchOne(db, sql: "SELECT max(serial) FROM card") ?? 0) + 1
+        var card = Card(id: nil, serial: serial, meterId: meter.id!, accountId: accountID, generation: generation,
+                        state: .active, issuedAt: actor.now)
+        try card.insert(db)
+        try AuditLog.append(db, operator: actor.name, action: "card.issue", entity: "card", id: card.id, now: actor.now,
+                            [("serial", .int(serial)), ("meter", .int(meter.serial)), ("generation", .int(generation))])
+        return card
+    }
+
+    static func plan(_ db: Database, meter: Meter, card: Card) throws -> CardPlan {
+        let account = try Account.fetchOne(db, key: card.accountId)!
+        let credit = try Self.pendingCredit(db, meter: meter)
+        return CardPlan(cardSerial: UInt32(card.serial), generation: UInt16(card.generation),
+                        meterSerial: UInt32(meter.serial), keyRevision: UInt8(meter.keyRevision),
+                        accountNumber: UInt64(account.number), unitKind: meter.units, credit: credit?.block ?? .none)
+    }
+
+    // MARK: Cards brought back
+
+    /// What recording a card upload did.
+    public struct UploadOutcome: Hashable, Sendable {
+        public var upload: CardUpload
+        /// Purchases this upload confirmed as applied by the meter.
+        public var applied: [Purchase]
+        /// The same image was recorded before: nothing changed.
+        public var repeated: Bool
+    }
+
+    /// Records a card brought back from its meter: checks both MACs with `issuer` (a forged or altered write-back is
+    /// refused), then in one transaction stores the image, the meter's register as a reading, its alarms, and
+    /// confirms the purchases the meter reports applied. The same image twice is recorded once.
+    public func recordUpload(image: [UInt8], issuer: CardIssuer, by actor: Actor) throws(StoreError) -> UploadOutcome {
+        let card: CardImage
+        do {
+            card = try CardImage(bytes: image)
+        } catch {
+            throw .notACardImage(error.explanation)
+        }
+        guard card.type == .user else { throw .notACardImage("a \(card.type.name) card carries no account's credit") }
+        guard issuer.issuerMACVerifies(image) == true else {
+            throw .forgedWriteBack("the issuer MAC does not verify: not a card of this issuer, or altered")
+        }
+        guard let back = card.writeBack else {
+            throw .forgedWriteBack("the card carries no write-back: insert it into its meter first")
+        }
+        guard issuer.meterMACVerifies(image) == true else {
+            throw .forgedWriteBack("the meter MAC does not verify: the write-back was not written by meter "
+                                   + "\(back.meterSerial), or was altered")
+        }
+        guard back.meterSerial == card.meterSerial else {
+            throw .forgedWriteBack("written back by meter \(back.meterSerial), but the card is for \(card.meterSerial)")
+        }
+        return try self.write { db in
+            let meter = try Self.findMeter(db, String(card.meterSerial))
+            let cardRow = try Card.filter(Column("serial") == Int64(card.cardSerial)).fetchOne(db)
+            if let cardRow, cardRow.meterId != meter.id {
+                throw StoreError.cardForAnotherMeter(cardSerial: cardRow.serial, meterSerial: meter.serial)
+            }
+            if let first = try CardUpload.filter(Column("image") == Data(image)).fetchOne(db) {
+                return UploadOutcome(upload: first, applied: [], repeated: true)
+            }
+            var upload = CardUpload(
+                id: nil, image: Data(image), cardSerial: Int64(card.cardSerial), cardId: cardRow?.id, meterId: meter.id!,
+                outcome: Int64(back.outcome.rawValue), refusal: Int64(back.refusalCode),
+                refusalDetail: Int64(back.refusalDetail), lastAppliedSequence: Int64(back.lastAppliedSequence),
+                unitsApplied: Int64(back.unitsApplied), register: Int64(clamping: back.registerUnits),
+                credit: back.creditUnits, meterTime: Int64(back.meterTime), alarms: Int64(back.alarms.rawValue),
+                uploadedAt: actor.now, operator: actor.name)
+            try upload.insert(db)
+            try AuditLog.append(db, operator: actor.name, action: "card.upload", entity: "cardUpload", id: upload.id,
+                                now: actor.now, [("card", .int(upload.cardSerial)), ("meter", .int(meter.serial)),
+                                                 ("lastApplied", .int(upload.lastAppliedSequence)),
+                                                 ("outcome", .string(back.outcome.name))])
+            _ = try Self.insertReadings(db, [ReadingInput(meterID: meter.id!, time: upload.meterTime,
+                                                          register: upload.register, credit: upload.credit)],
+                                        source: "card")
+            try Self.insertAlarm(db, AlarmInput(meterID: meter.id!, time: upload.meterTime, alarms: upload.alarms),
+                                 source: "card")
+            let applied = try Self.markApplied(db, meter: meter, upTo: upload.lastAppliedSequence, source: "card",
+                                               by: actor)
+            return UploadOutcome(upload: upload, applied: applied, repeated: false)
+        }
+    }
+}

@@ -1,0 +1,281 @@
+import Foundation
+import GRDB
+import MeterProtocol
+import Prepaid
+
+extension BillingDatabase {
+    /// What `sell` did: the purchase, and whether it is the first answer to an earlier request with this id.
+    public struct SaleOutcome: Hashable, Sendable {
+        public var purchase: Purchase
+        /// True when the request id was seen before: nothing new was sold.
+        public var repeated: Bool
+        public var account: Account
+        public var meter: Meter
+    }
+
+    /// Sells `amount` (plus the account's balance) as units for the account's meter (docs/STORE.md "Selling").
+    ///
+    /// One transaction: the tariff in force now, the tier position from the latest known consumption in the billing
+    /// period, the fixed charges owed, `Prepaid.Tariff.sell`, the meter's next purchase sequence, the purchase
+    /// (`created` for a card, `queued` for the gateway), the account's movements (deposit, charge) and the audit
+    /// log. A repeated `requestID` returns the first purchase; one with other terms is `requestConflict`.
+    public func sell(
+        account reference: String, amount: Money, requestID: String, mode: Purchase.Mode, by actor: Actor
+    ) throws(StoreError) -> SaleOutcome {
+        try self.write { db in
+            try self.sell(db, account: reference, amount: amount, requestID: requestID, mode: mode, paymentID: nil,
+                          by: actor)
+        }
+    }
+
+    func sell(
+        _ db: Database, account reference: String, amount: Money, requestID: String, mode: Purchase.Mode,
+        paymentID: Int64?, by actor: Actor
+    ) throws -> SaleOutcome {
+        guard !requestID.isEmpty, requestID.count <= 200 else {
+            throw StoreError.invalidArgument("a request id is 1 to 200 characters")
+        }
+        var account = try Self.findAccount(db, reference)
+        if let first = try Purchase.filter(Column("requestId") == requestID).fetchOne(db) {
+            guard first.accountId == account.id, first.paidMinor == amount.amountMinor,
+                  first.currency == amount.currency.code, first.mode == mode
+            else { throw StoreError.requestConflict(requestID: requestID, purchaseID: first.id!) }
+            return SaleOutcome(purchase: first, repeated: true, account: account,
+                               meter: try Meter.fetchOne(db, key: first.meterId)!)
+        }
+        guard amount.amountMinor > 0 else { throw StoreError.amountNotPositive }
+        guard amount.currency.code == account.currency else {
+            throw StoreError.currencyMismatch(expected: account.currency, got: amount.currency.code)
+        }
+        guard account.state == .open else { throw StoreError.accountClosed(account.id!) }
+        guard let meter = try Meter.filter(Column("accountId") == account.id).fetchOne(db) else {
+            throw StoreError.accountHasNoMeter(account.id!)
+        }
+        let version = try Self.versionInForce(db, tariffID: meter.tariffId, at: actor.now)
+        let tariff = try version.tariff()
+        guard Int64(tariff.unitKind.rawValue) == meter.unitKind else {
+            throw StoreError.unitKindMismatch(meter: Self.symbol(meter.unitKind), tariff: tariff.unitKind.symbol)
+        }
+        guard tariff.currency.code == account.currency else {
+            throw StoreError.currencyMismatch(expected: account.currency, got: tariff.currency.code)
+        }
+        let offset = Int32(version.utcOffsetSeconds)
+        let period = tariff.period.index(containing: UInt32(clamping: actor.now), utcOffsetSeconds: offset)
+        let periodStart = tariff.period.start(ofPeriod: period, utcOffsetSeconds: offset)
+        let position = try Self.unitsIntoPeriod(db, meterID: meter.id!, periodStart: periodStart, now: actor.now)
+        let paidThrough = try Int64.fetchOne(db, sql: """
+            SELECT max(fixedPaidThrough) FROM purchase WHERE meterId = ? AND state <> 'cancelled'
+            """, arguments: [meter.id]) ?? (meter.fixedChargesFrom - 1)
+        let unpaid = tariff.fixedChargePerPeriodMinor > 0 ? max(0, period - paidThrough) : 0
+        self.crash("after-validate")
+
+        let (money, overflow) = amount.amountMinor.addingReportingOverflow(account.balanceMinor)
+        guard !overflow else { throw StoreError.sale(.overflow) }
+        let sale: Sale
+        do {
+            sale = try tariff.sell(
+                Money(minor: money, tariff.currency),
+                at: TierPosition(unitsIntoPeriod: position, unpaidFixedCharges: UInt32(clamping: unpaid)))
+        } catch {
+            throw StoreError.sale(error)
+        }
+        guard sale.units.count > 0 else { throw StoreError.buysNoUnits }
+        guard sale.units.count <= UInt64(UInt32.max) else {
+            throw StoreError.invalidArgument("one purchase carries at most 4294967295 units (a card's credit block)")
+        }
+
+        let last = try Int64.fetchOne(db, sql: "SELECT max(sequence) FROM purchase WHERE meterId = ?",
+                                      arguments: [meter.id]) ?? meter.sequenceBase
+        let sequence = max(last, meter.sequenceBase) + 1
+        guard sequence <= Int64(UInt32.max) else {
+            throw StoreError.invalidArgument("meter \(meter.serial) has used every purchase sequence")
+        }
+        self.crash("after-sequence")
+
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var purchase = Purchase(
+            id: nil, requestId: requestID, accountId: account.id!, meterId: meter.id!, sequence: sequence, mode: mode,
+            state: mode == .card ? .created : .queued, currency: account.currency, paidMinor: amount.amountMinor,
+            balanceUsedMinor: account.balanceMinor, fixedChargesMinor: sale.fixedChargesMinor,
+            valueMinor: sale.valueMinor, remainderMinor: sale.remainderMinor, units: Int64(sale.units.count),
+            unitKind: meter.unitKind, tierPosition: Int64(position), unpaidFixedCharges: unpaid,
+            fixedPaidThrough: max(period, paidThrough), tariffVersionId: version.id!,
+            sale: String(decoding: try encoder.encode(sale), as: UTF8.self), cardId: nil, paymentId: paymentID,
+            createdAt: actor.now, writtenAt: nil, appliedAt: nil, appliedSource: nil, cancelledAt: nil,
+            operator: actor.name)
+        try purchase.insert(db)
+        self.crash("after-insert")
+
+        try Self.move(db, &account, .deposit, amount.amountMinor, now: actor.now, purchaseID: purchase.id,
+                      paymentID: paymentID)
+        try Self.move(db, &account, .purchase, -purchase.chargedMinor, now: actor.now, purchaseID: purchase.id)
+        self.crash("after-movements")
+        try AuditLog.append(
+            db, operator: actor.name, action: "purchase.create", entity: "purchase", id: purchase.id, now: actor.now,
+            [("requestId", .string(requestID)), ("account", .int(account.id!)), ("meter", .int(meter.serial)),
+             ("sequence", .int(sequence)), ("mode", .string(mode.rawValue)), ("paidMinor", .int(amount.amountMinor)),
+             ("balanceUsedMinor", .int(purchase.balanceUsedMinor)), ("units", .int(purchase.units)),
+             ("remainderMinor", .int(purchase.remainderMinor))])
+        return SaleOutcome(purchase: purchase, repeated: false, account: account, meter: meter)
+    }
+
+    /// Consumption known in the period starting at `periodStart`: the latest reading's register minus the register
+    /// at the period's start (the latest reading at or before it, else the period's first reading). 0 when the
+    /// meter has no reading in the period.
+    static func unitsIntoPeriod(_ db: Database, meterID: Int64, periodStart: Int64, now: Int64) throws -> UInt64 {
+        guard let latest = try Row.fetchOne(db, sql: """
+            SELECT time, register FROM reading WHERE meterId = ? AND time <= ? ORDER BY time DESC LIMIT 1
+            """, arguments: [meterID, now]),
+            (latest["time"] as Int64) >= periodStart
+        else { return 0 }
+        let base = try Int64.fetchOne(db, sql: """
+            SELECT register FROM reading WHERE meterId = ? AND time <= ? ORDER BY time DESC LIMIT 1
+            """, arguments: [meterID, periodStart]) ?? Int64.fetchOne(db, sql: """
+            SELECT register FROM reading WHERE meterId = ? AND time >= ? ORDER BY time LIMIT 1
+            """, arguments: [meterID, periodStart]) ?? 0
+        return UInt64(max(0, (latest["register"] as Int64) - base))
+    }
+
+    // MARK: Transitions
+
+    /// A card purchase is on the card: the caller wrote the image through the card writer, read it back and found
+    /// it equal. Every `created` purchase of the meter up to this one is on that card (a credit block carries them
+    /// all), so they all become `written`. Repeating it for the same card changes nothing.
+    public func markWritten(purchase id: Int64, cardSerial: UInt32, generation: UInt16, by actor: Actor)
+        throws(StoreError) -> [Purchase]
+    {
+        try self.write { db in
+            guard let purchase = try Purchase.fetchOne(db, key: id) else {
+                throw StoreError.purchaseNotFound(String(id))
+            }
+            guard let card = try Card.filter(Column("serial") == Int64(cardSerial)).fetchOne(db) else {
+                throw StoreError.cardNotFound(serial: Int64(cardSerial))
+            }
+            let meter = try Meter.fetchOne(db, key: purchase.meterId)!
+            guard card.meterId == purchase.meterId, card.accountId == purchase.accountId,
+                  card.generation == Int64(generation), card.state == .active
+            else { throw StoreError.cardForAnotherMeter(cardSerial: card.serial, meterSerial: meter.serial) }
+            if purchase.state == .written && purchase.cardId == card.id { return [purchase] }
+            guard purchase.mode == .card, purchase.state == .created else {
+                throw StoreError.invalidTransition(purchase: id, from: purchase.state.rawValue, to: "written")
+            }
+            var written: [Purchase] = []
+            for var p in try Purchase.filter(
+                Column("meterId") == purchase.meterId && Column("state") == "created"
+                    && Column("sequence") <= purchase.sequence
+            ).order(Column("sequence")).fetchAll(db) {
+                p.state = .written
+                p.cardId = card.id
+                p.writtenAt = actor.now
+                try p.update(db, columns: ["state", "cardId", "writtenAt"])
+                try AuditLog.append(db, operator: actor.name, action: "purchase.written", entity: "purchase", id: p.id,
+                                    now: actor.now, [("card", .int(card.serial)), ("generation", .int(card.generation))])
+                written.append(p)
+            }
+            return written
+        }
+    }
+
+    /// The meter confirmed every purchase up to `sequence` (a card's write-back, a remote "applied" or "already
+    /// applied", a status read's last applied sequence). Each pending purchase up to it becomes `applied` exactly
+    /// once; repeating it changes nothing. Returns the purchases applied by this call.
+    public func markApplied(meter reference: String, upTo sequence: UInt32, source: String, by actor: Actor)
+        throws(StoreError) -> [Purchase]
+    {
+        try self.write { db in
+            try Self.markApplied(db, meter: try Self.findMeter(db, reference), upTo: Int64(sequence), source: source,
+                                 by: actor)
+        }
+    }
+
+    static func markApplied(_ db: Database, meter: Meter, upTo sequence: Int64, source: String, by actor: Actor)
+        throws -> [Purchase]
+    {
+        guard ["card", "remote", "reading"].contains(source) else {
+            throw StoreError.invalidArgument("source is card, remote or reading")
+        }
+        let allocated = try Int64.fetchOne(db, sql: "SELECT max(sequence) FROM purchase WHERE meterId = ?",
+                                           arguments: [meter.id]) ?? meter.sequenceBase
+        guard sequence <= max(allocated, meter.sequenceBase) else {
+            throw StoreError.invalidArgument(
+                "meter \(meter.serial) reports sequence \(sequence) applied, but this store sold only up to "
+                    + "\(allocated): is it bound to another desk?")
+        }
+        guard sequence > meter.lastAppliedSequence else { return [] }
+        try db.execute(sql: "UPDATE meter SET lastAppliedSequence = ? WHERE id = ?", arguments: [sequence, meter.id])
+        var applied: [Purchase] = []
+        for var p in try Purchase.filter(
+            Column("meterId") == meter.id && Column("sequence") <= sequence && Column("sequence") > meter.lastAppliedSequence
+        ).order(Column("sequence")).fetchAll(db) {
+            guard p.isPending else {
+                if p.state == .cancelled {
+                    // A cancelled purchase is a void (zero units) for the meter; it must never carry units to it.
+                    try AuditLog.append(db, operator: actor.name, action: "purchase.void-confirmed", entity: "purchase",
+                                        id: p.id, now: actor.now, [("source", .string(source))])
+                }
+                continue
+            }
+            p.state = .applied
+            p.appliedAt = actor.now
+            p.appliedSource = source
+            try p.update(db, columns: ["state", "appliedAt", "appliedSource"])
+            try AuditLog.append(db, operator: actor.name, action: "purchase.applied", entity: "purchase", id: p.id,
+                                now: actor.now, [("source", .string(source)), ("upTo", .int(sequence))])
+            applied.append(p)
+        }
+        return applied
+    }
+
+    /// Cancels a purchase whose credit has not left the desk (`created` or `queued`) and refunds what it charged to
+    /// the account's balance. Its sequence stays taken, as a void of zero units that the next card block or a
+    /// zero-unit APPLY_CREDIT carries, so the meter's sequence has no gap.
+    public func cancel(purchase id: Int64, by actor: Actor) throws(StoreError) -> Purchase {
+        try self.write { db in
+            guard var purchase = try Purchase.fetchOne(db, key: id) else {
+                throw StoreError.purchaseNotFound(String(id))
+            }
+            if purchase.state == .cancelled { return purchase }
+            guard purchase.state == .created || purchase.state == .queued else {
+                throw StoreError.invalidTransition(purchase: id, from: purchase.state.rawValue, to: "cancelled")
+            }
+            purchase.state = .cancelled
+            purchase.cancelledAt = actor.now
+            try purchase.update(db, columns: ["state", "cancelledAt"])
+            var account = try Account.fetchOne(db, key: purchase.accountId)!
+            try Self.move(db, &account, .refund, purchase.chargedMinor, now: actor.now, purchaseID: purchase.id)
+            try AuditLog.append(db, operator: actor.name, action: "purchase.cancel", entity: "purchase", id: purchase.id,
+                                now: actor.now, [("refundMinor", .int(purchase.chargedMinor))])
+            return purchase
+        }
+    }
+
+    public func purchase(_ id: Int64) throws(StoreError) -> Purchase {
+        try self.read { db in
+            guard let p = try Purchase.fetchOne(db, key: id) else { throw StoreError.purchaseNotFound(String(id)) }
+            return p
+        }
+    }
+
+    public func purchase(requestID: String) throws(StoreError) -> Purchase? {
+        try self.read { db in try Purchase.filter(Column("requestId") == requestID).fetchOne(db) }
+    }
+
+    /// Purchases of one account, or all, newest last.
+    public func purchases(account: String? = nil) throws(StoreError) -> [Purchase] {
+        try self.read { db in
+            if let account {
+                let a = try Self.findAccount(db, account)
+                return try Purchase.filter(Column("accountId") == a.id).order(Column("id")).fetchAll(db)
+            }
+            return try Purchase.order(Column("id")).fetchAll(db)
+        }
+    }
+
+    /// Queued purchases for the gateway's credit queue, oldest sequence first per meter.
+    public func queuedPurchases() throws(StoreError) -> [Purchase] {
+        try self.read { db in
+            try Purchase.filter(Column("state") == "queued").order(Column("meterId"), Column("sequence")).fetchAll(db)
+        }
+    }
+}

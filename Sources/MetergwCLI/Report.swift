@@ -1,0 +1,164 @@
+import ArgumentParser
+import BillingStore
+import MeterProtocol
+
+/// `metergw report`: sales, consumption, balances, statements and receipt reprints (docs/STORE.md §6).
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Reports from the billing store: --csv, --json or a table.",
+        subcommands: [Sales.self, Consumption.self, Balances.self, Statement.self, Receipt.self])
+
+    struct Range: ParsableArguments {
+        @Option(help: "First day, YYYY-MM-DD (local time).") var from: String
+        @Option(help: "Last day, YYYY-MM-DD (inclusive).") var to: String
+        @Option(help: "day or month.") var by = "day"
+        @Flag(help: "Comma-separated values with a header line.") var csv = false
+        @Flag(help: "One JSON array.") var json = false
+
+        func days() throws -> (Int64, Int64, BillingDatabase.Granularity) {
+            guard let from = LocalTime.parseDate(self.from), let to = LocalTime.parseDate(self.to), from <= to else {
+                throw CLIError(.usage, "--from and --to are YYYY-MM-DD dates, from not after to")
+            }
+            guard let by = BillingDatabase.Granularity(rawValue: self.by) else {
+                throw CLIError(.usage, "--by is day or month")
+            }
+            return (from, to, by)
+        }
+
+        /// Prints rows as CSV, JSON objects or aligned columns.
+        func emit(_ header: [String], _ rows: [[JSONValue]]) {
+            if self.json {
+                Output.line(JSONValue.array(rows.map { .object(Array(zip(header, $0))) }).rendered())
+                return
+            }
+            let text = rows.map { $0.map(Self.text) }
+            if self.csv {
+                Output.line(header.joined(separator: ","))
+                for row in text { Output.line(row.joined(separator: ",")) }
+                return
+            }
+            let widths = header.indices.map { i in max(header[i].count, text.map { $0[i].count }.max() ?? 0) + 2 }
+            func line(_ cells: [String]) -> String {
+                zip(cells, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined()
+            }
+            Output.line(line(header))
+            for row in text { Output.line(line(row)) }
+        }
+
+        static func text(_ v: JSONValue) -> String {
+            switch v {
+            case .string(let s): s
+            case .int(let i): String(i)
+            case .uint(let u): String(u)
+            case .null: ""
+            default: v.rendered()
+            }
+        }
+    }
+
+    struct Sales: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Sales per day or month (per account).")
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var range: Range
+        @Flag(help: "One row per account.") var perAccount = false
+
+        func run() throws {
+            let (from, to, by) = try self.range.days()
+            let db = try self.store.open()
+            let rows = try StoreCLI.run { try db.salesReport(fromDay: from, toDay: to, by: by, perAccount: self.perAccount) }
+            func money(_ m: Int64, _ c: String) -> JSONValue { .string(Amount.text(m, c).split(separator: " ")[0].description) }
+            self.range.emit(["period", "account", "purchases", "paid", "value", "fixedCharges", "units", "currency"],
+                            rows.map { r in
+                                [.string(r.period), StoreCLI.optional(r.account), .int(Int64(r.purchases)),
+                                 money(r.paidMinor, r.currency), money(r.valueMinor, r.currency),
+                                 money(r.fixedChargesMinor, r.currency), .int(r.units), .string(r.currency)]
+                            })
+        }
+    }
+
+    struct Consumption: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Consumption per meter per day or month.")
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var range: Range
+
+        func run() throws {
+            let (from, to, by) = try self.range.days()
+            let db = try self.store.open()
+            let rows = try StoreCLI.run { try db.consumptionReport(fromDay: from, toDay: to, by: by) }
+            self.range.emit(["period", "meter", "units", "unit"], rows.map { r in
+                [.string(r.period), .int(r.meterSerial), .int(r.units),
+                 .string(r.unitKind == 2 ? "L" : "Wh")]
+            })
+        }
+    }
+
+    struct Balances: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every account's balance now.")
+        @OptionGroup var store: StoreOptions
+        @Flag(help: "Comma-separated values.") var csv = false
+        @Flag(help: "One JSON array.") var json = false
+
+        func run() throws {
+            let db = try self.store.open()
+            let all = try StoreCLI.run { try db.accounts() }
+            let header = ["account", "number", "name", "state", "balance", "currency", "pendingPurchases"]
+            let rows: [[String]] = all.map { d in
+                [String(d.account.id!), String(d.account.number), d.customer.name, d.account.state.rawValue,
+                 String(Amount.text(d.account.balanceMinor, d.account.currency).split(separator: " ")[0]),
+                 d.account.currency, String(d.pendingPurchases)]
+            }
+            if self.json {
+                Output.line(JSONValue.array(all.map(StoreCLI.accountJSON)).rendered())
+            } else {
+                Output.line(header.joined(separator: self.csv ? "," : "  "))
+                for row in rows { Output.line(row.joined(separator: self.csv ? "," : "  ")) }
+            }
+        }
+    }
+
+    struct Statement: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "An account's monthly statement.")
+        @OptionGroup var store: StoreOptions
+        @Option(help: "Account id, or #number.") var account: String
+        @Option(help: "The month, YYYY-MM.") var month: String
+        @Flag(help: "One JSON object.") var json = false
+
+        func run() throws {
+            guard let day = LocalTime.parseMonth(self.month) else { throw CLIError(.usage, "--month is YYYY-MM") }
+            let db = try self.store.open()
+            let s = try StoreCLI.run { try db.statement(account: self.account, monthStartDay: day) }
+            let c = s.currency
+            StoreCLI.emit(json: self.json, .object([
+                ("account", .int(s.account)), ("month", .string(s.month)),
+                ("openingBalance", StoreCLI.moneyJSON(s.openingBalanceMinor, c)),
+                ("deposits", StoreCLI.moneyJSON(s.depositsMinor, c)), ("charged", StoreCLI.moneyJSON(s.chargedMinor, c)),
+                ("refunds", StoreCLI.moneyJSON(s.refundsMinor, c)), ("payouts", StoreCLI.moneyJSON(s.payoutsMinor, c)),
+                ("closingBalance", StoreCLI.moneyJSON(s.closingBalanceMinor, c)), ("purchases", .int(Int64(s.purchases))),
+                ("unitsBought", .int(s.unitsBought)), ("consumption", StoreCLI.optional(s.consumption)),
+            ])) {
+                ["statement of account \(s.account) for \(s.month)"] + StoreCLI.table([
+                    ("opening balance", StoreCLI.money(s.openingBalanceMinor, c)),
+                    ("deposits", StoreCLI.money(s.depositsMinor, c)),
+                    ("purchases", "\(s.purchases), charged \(StoreCLI.money(s.chargedMinor, c)), "
+                        + Amount.units(s.unitsBought, s.unitKind ?? 1)),
+                    ("refunds", StoreCLI.money(s.refundsMinor, c)),
+                    ("payouts", StoreCLI.money(s.payoutsMinor, c)),
+                    ("consumption", s.consumption.map { Amount.units($0, s.unitKind ?? 1) } ?? "no meter"),
+                    ("closing balance", StoreCLI.money(s.closingBalanceMinor, c)),
+                ])
+            }
+        }
+    }
+
+    struct Receipt: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Reprint a purchase's receipt.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "Purchase id.") var purchase: Int64
+
+        func run() throws {
+            let db = try self.store.open()
+            let receipt = try StoreCLI.run { try db.receipt(purchase: self.purchase) }
+            Output.write(1, receipt.text)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import ArgumentParser
+import BillingStore
+import Foundation
+import MeterProtocol
+import Prepaid
+
+/// `metergw sell`: a sale at the desk (docs/STORE.md "Selling").
+struct Sell: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sell units for an account's meter: queued for the gateway (--remote) or written to a card.",
+        discussion: """
+            The money and the account's balance buy whole units at the tariff in force, from the meter's tier \
+            position. Give --request-id so a repeated request (a double click, a retry after a crash) returns the \
+            first purchase instead of selling twice; without one, a new id is made and printed.
+            """)
+
+    @OptionGroup var store: StoreOptions
+    @Option(help: "Account id, or #number.") var account: String
+    @Option(help: "Money brought, in major units (e.g. 100.00).") var amount: String
+    @Flag(help: "Queue the credit for the gateway to send to the meter.") var remote = false
+    @Option(help: "The card writer's port: write the credit to the customer's card.") var writer: String?
+    @Option(help: "Idempotency key: the same id never sells twice.") var requestId: String?
+    @Flag(help: "Print the purchase as one JSON object.") var json = false
+
+    func validate() throws {
+        if self.remote == (self.writer != nil) { throw ValidationError("give exactly one of --remote or --writer PORT") }
+    }
+
+    func run() throws {
+        if self.writer != nil {
+            throw CLIError(.usage, "card writer sales need the bus layer: coming with issue 6's writer flow; "
+                           + "use --remote for now")
+        }
+        let db = try self.store.open()
+        let detail = try StoreCLI.run { try db.account(self.account) }
+        let money = try StoreCLI.run { try Amount.parse(self.amount, currency: StoreCurrency.named(detail.account.currency)) }
+        let requestID = self.requestId ?? UUID().uuidString.lowercased()
+        let outcome = try StoreCLI.run {
+            try db.sell(account: self.account, amount: money, requestID: requestID, mode: .remote, by: self.store.actor)
+        }
+        let receipt = try StoreCLI.run { try db.receipt(purchase: outcome.purchase.id!) }
+        if self.json {
+            var object = StoreCLI.purchaseJSON(outcome.purchase, repeated: outcome.repeated)
+            if case .object(var members) = object {
+                members.append(("meter", .int(outcome.meter.serial)))
+                members.append(("accountBalance", StoreCLI.moneyJSON(
+                    try StoreCLI.run { try db.account(self.account) }.account.balanceMinor, outcome.account.currency)))
+                object = .object(members)
+            }
+            Output.line(object.rendered())
+        } else {
+            if outcome.repeated {
+                Output.line("request \(requestID) was sold before: this is purchase \(outcome.purchase.id!), nothing new")
+            }
+            Output.write(1, receipt.text)
+        }
+    }
+}
+
+/// `metergw purchase`: purchases after the sale.
+struct PurchaseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "purchase", abstract: "List, show and cancel purchases.",
+        subcommands: [List.self, Show.self, Cancel.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List purchases (of one account).")
+        @OptionGroup var store: StoreOptions
+        @Option(help: "Only this account's.") var account: String?
+        @Flag(help: "Print one JSON array.") var json = false
+
+        func run() throws {
+            let db = try self.store.open()
+            let all = try StoreCLI.run { try db.purchases(account: self.account) }
+            StoreCLI.emit(json: self.json, .array(all.map { StoreCLI.purchaseJSON($0) })) {
+                ["id     account  sequence  state      paid             units"] + all.map { p in
+                    func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
+                    return pad("\(p.id!)", 7) + pad("\(p.accountId)", 9) + pad("\(p.sequence)", 10)
+                        + pad(p.state.rawValue, 11) + pad(StoreCLI.money(p.paidMinor, p.currency), 17)
+                        + "\(p.units) \(p.unitSymbol)"
+                }
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a purchase as its receipt.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "Purchase id.") var id: Int64
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() throws {
+            let db = try self.store.open()
+            let p = try StoreCLI.run { try db.purchase(self.id) }
+            let receipt = try StoreCLI.run { try db.receipt(purchase: self.id) }
+            StoreCLI.emit(json: self.json, StoreCLI.purchaseJSON(p)) { [String(receipt.text.dropLast())] }
+        }
+    }
+
+    struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a purchase whose credit has not left the desk (created or queued); refunds the balance.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "Purchase id.") var id: Int64
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() throws {
+            let db = try self.store.open()
+            let p = try StoreCLI.run { try db.cancel(purchase: self.id, by: self.store.actor) }
+            StoreCLI.emit(json: self.json, StoreCLI.purchaseJSON(p)) {
+                ["purchase \(p.id!) cancelled: \(StoreCLI.money(p.chargedMinor, p.currency)) back on the account"]
+            }
+        }
+    }
+}
