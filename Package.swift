@@ -96,6 +96,7 @@ let package = Package(
         .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
         .testTarget(
             name: "MetergwCLITests",
-            dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "MetergwTestSupport"]),
+            dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "MetergwTestSupport"],
+            exclude: ["Fixtures"]),
     ]
 )
