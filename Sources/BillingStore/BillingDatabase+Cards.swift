@@ -77,6 +77,17 @@ extension BillingDatabase {
         }
     }
 
+    /// The card the meter's customer holds now (a new one when the meter has none active) and everything pending:
+    /// for writing the same card again after a write that failed, without issuing another generation.
+    public func activeCardPlan(meter reference: String, by actor: Actor) throws(StoreError) -> CardPlan {
+        try self.write { db in
+            let meter = try Self.findMeter(db, reference)
+            guard let accountID = meter.accountId else { throw StoreError.meterNotFound("\(reference) (unassigned)") }
+            let card = try Self.activeCard(db, meter: meter, accountID: accountID, by: actor)
+            return try Self.plan(db, meter: meter, card: card)
+        }
+    }
+
     /// A replacement for a lost card: the active card is marked replaced and a new serial with the next generation
     /// carries every purchase the meter is not known to have applied (docs/CARD.md §5.2).
     public func replaceCard(meter reference: String, by actor: Actor) throws(StoreError) -> CardPlan {

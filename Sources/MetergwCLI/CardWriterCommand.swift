@@ -7,8 +7,9 @@ import MeterProtocol
 struct CardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "card",
-        abstract: "Talk to a card writer: status, read (decoded), write, erase.",
-        subcommands: [Status.self, ReadCard.self, WriteCard.self, Erase.self])
+        abstract: "Talk to a card writer: status, read (decoded), write, erase; upload and replace customer cards.",
+        subcommands: [Status.self, ReadCard.self, WriteCard.self, Erase.self, CardUploadCommand.self,
+                      CardReplaceCommand.self])
 
     /// The writer's options: its port and bus address.
     struct WriterOptions: ParsableArguments {

@@ -184,7 +184,7 @@ struct AlarmsCommand: ParsableCommand {
     }
 }
 
-/// `metergw topup`: the low-level signed remote credit.
+/// `metergw topup`: a signed remote credit; low-level (`--meter --units --seq`) or from the store (`--remote`).
 struct Topup: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send a purchase's credit to a meter over the bus (signed); it is applied at most once.",
@@ -192,37 +192,79 @@ struct Topup: ParsableCommand {
             The purchase sequence is the meter's purchase number (docs/PROTOCOL.md §5.3): the meter applies it \
             only if it is the next one, answers "already applied" for one it has, and refuses a gap. A lost \
             answer is safe to retry: the same purchase is never applied twice.
-            Exit status 0 applied or already applied; 76 refused (with the reason).
+            Low level: --meter M --units N --seq S sends one credit, nothing recorded.
+            From the billing store: --remote --account A [--amount 100.00 --request-id R] sells a remote purchase \
+            (or, without --amount, takes the account's queued ones), reads the meter's last applied sequence, \
+            confirms what it already has, then sends every queued purchase of the meter in sequence order up to \
+            this one and marks each applied on "applied" or "already applied". After a lost answer it reads the \
+            last applied sequence again before deciding anything; run the same command again to finish. The meter \
+            is addressed by --meter, else by the bus address recorded for it (meter add --address), else by serial.
+            Exit status 0 applied or already applied; 76 refused (with the reason); 69 no answer (nothing lost: \
+            the purchase stays queued).
             """)
 
-    @OptionGroup var options: SignedCommandOptions
+    @OptionGroup var bus: BusOptions
 
-    @Option(help: "Credit in the meter's unit (Wh or L).")
-    var units: UInt32
+    @Option(help: "The meter: bus address, serial, or ADDRESS:SERIAL.")
+    var meter: MeterSelector?
 
-    @Option(help: "The purchase's sequence number for this meter.")
-    var seq: UInt32
+    @Option(help: "The metergw key file (default: $XDG_CONFIG_HOME/metergw/keys).")
+    var keys: String?
+
+    @Option(help: "Credit in the meter's unit (Wh or L) (low level).")
+    var units: UInt32?
+
+    @Option(help: "The purchase's sequence number for this meter (low level).")
+    var seq: UInt32?
+
+    @Flag(help: "Deliver the account's remote purchase from the billing store.")
+    var remote = false
+
+    @Option(help: "Account id, or #number (with --remote).")
+    var account: String?
+
+    @Option(help: "Money brought, in major units: sell a remote purchase first (with --remote).")
+    var amount: String?
+
+    @Option(help: "Idempotency key of the sale (with --amount).")
+    var requestId: String?
+
+    @OptionGroup var store: StoreOptions
 
     func validate() throws {
-        guard self.units > 0 else { throw ValidationError("--units must be positive") }
-        guard self.seq > 0 else { throw ValidationError("--seq starts at 1") }
+        if self.remote {
+            guard self.account != nil else { throw ValidationError("--remote needs --account A") }
+            guard self.units == nil, self.seq == nil else {
+                throw ValidationError("--units and --seq are for the low-level form; --remote takes them from the store")
+            }
+            guard self.requestId == nil || self.amount != nil else { throw ValidationError("--request-id needs --amount") }
+        } else {
+            guard self.account == nil, self.amount == nil else { throw ValidationError("--account and --amount need --remote") }
+            guard self.meter != nil, let units, let seq else {
+                throw ValidationError("give --meter M --units N --seq S, or --remote --account A")
+            }
+            guard units > 0 else { throw ValidationError("--units must be positive") }
+            guard seq > 0 else { throw ValidationError("--seq starts at 1") }
+        }
     }
 
     func run() throws {
-        let outcome = try self.options.run { driver, signer throws(BusError) in
-            try driver.applyCredit(self.options.meter.address, purchaseSequence: self.seq, units: self.units,
-                                   signer: signer)
+        if self.remote { return try RemoteTopup(command: self).run() }
+        let meter = self.meter!
+        let (units, seq) = (self.units!, self.seq!)
+        let outcome = try SignedCommandOptions.run(bus: self.bus, meter: meter.address, keys: self.keys) {
+            driver, signer throws(BusError) in
+            try driver.applyCredit(meter.address, purchaseSequence: seq, units: units, signer: signer)
         }
-        if self.options.bus.json {
+        if self.bus.json {
             Output.line(JSONValue.object([
                 ("outcome", .string(outcome.applied ? "applied" : "already-applied")),
                 ("lastAppliedSequence", .uint(UInt64(outcome.lastAppliedSequence))), ("credit", .int(outcome.credit)),
             ]).rendered())
         } else if outcome.applied {
-            Output.line("\(self.options.meter): purchase \(self.seq) applied, \(self.units) units; credit now "
-                        + "\(outcome.credit)")
+            Output.line("\(meter): purchase \(seq) applied, \(units) units; credit now \(outcome.credit)")
         } else {
-            Output.line("\(self.options.meter): purchase \(self.seq) was already applied (last applied "
+            Output.line("\(meter): purchase \(seq) was already applied (last applied "
                         + "\(outcome.lastAppliedSequence)); nothing added; credit \(outcome.credit)")
         }
     }

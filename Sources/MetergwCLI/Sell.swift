@@ -12,6 +12,12 @@ struct Sell: ParsableCommand {
             The money and the account's balance buy whole units at the tariff in force, from the meter's tier \
             position. Give --request-id so a repeated request (a double click, a retry after a crash) returns the \
             first purchase instead of selling twice; without one, a new id is made and printed.
+            With --writer PORT the card in the writer is read first (a card of another meter is refused; the \
+            customer's card with the meter's write-back is uploaded first), then the purchase, with every credit \
+            still pending for the meter, is written as one signed credit block onto that same card, read back and \
+            compared; only then is it marked written. If the write fails the purchase stays "created": put the \
+            card back and run the same command with the same --request-id.
+            --printer PORT also prints the receipt on a serial ESC/POS printer.
             """)
 
     @OptionGroup var store: StoreOptions
@@ -19,6 +25,12 @@ struct Sell: ParsableCommand {
     @Option(help: "Money brought, in major units (e.g. 100.00).") var amount: String
     @Flag(help: "Queue the credit for the gateway to send to the meter.") var remote = false
     @Option(help: "The card writer's port: write the credit to the customer's card.") var writer: String?
+    @Option(help: "The card writer's bus address.") var writerAddress: UInt8 = 100
+    @Option(help: "The card writer's line settings.") var writerLine = PortOptions.defaultLine
+    @Option(help: "The metergw key file, to sign the card (default: $XDG_CONFIG_HOME/metergw/keys).")
+    var keys: String?
+    @Option(help: "A serial ESC/POS receipt printer's port: print the receipt there too.") var printer: String?
+    @Option(help: "The receipt printer's line settings.") var printerLine = ReceiptPrinter.defaultLine
     @Option(help: "Idempotency key: the same id never sells twice.") var requestId: String?
     @Flag(help: "Print the purchase as one JSON object.") var json = false
 
@@ -27,24 +39,32 @@ struct Sell: ParsableCommand {
     }
 
     func run() throws {
-        if self.writer != nil {
-            throw CLIError(.usage, "card writer sales need the bus layer: coming with issue 6's writer flow; "
-                           + "use --remote for now")
-        }
         let db = try self.store.open()
         let detail = try StoreCLI.run { try db.account(self.account) }
         let money = try StoreCLI.run { try Amount.parse(self.amount, currency: StoreCurrency.named(detail.account.currency)) }
         let requestID = self.requestId ?? UUID().uuidString.lowercased()
-        let outcome = try StoreCLI.run {
-            try db.sell(account: self.account, amount: money, requestID: requestID, mode: .remote, by: self.store.actor)
+        var card: CardSale.Written?
+        let outcome: BillingDatabase.SaleOutcome
+        if let writer {
+            let sale = try CardSale(db: db, actor: self.store.actor, keys: self.keys, writer: writer,
+                                    line: self.writerLine, address: self.writerAddress)
+            (outcome, card) = try sale.sell(account: self.account, meter: detail.meter, amount: money,
+                                            requestID: requestID)
+        } else {
+            outcome = try StoreCLI.run {
+                try db.sell(account: self.account, amount: money, requestID: requestID, mode: .remote,
+                            by: self.store.actor)
+            }
         }
         let receipt = try StoreCLI.run { try db.receipt(purchase: outcome.purchase.id!) }
+        let purchase = try StoreCLI.run { try db.purchase(outcome.purchase.id!) }
         if self.json {
-            var object = StoreCLI.purchaseJSON(outcome.purchase, repeated: outcome.repeated)
+            var object = StoreCLI.purchaseJSON(purchase, repeated: outcome.repeated)
             if case .object(var members) = object {
                 members.append(("meter", .int(outcome.meter.serial)))
                 members.append(("accountBalance", StoreCLI.moneyJSON(
                     try StoreCLI.run { try db.account(self.account) }.account.balanceMinor, outcome.account.currency)))
+                if let card { members.append(("card", card.json)) }
                 object = .object(members)
             }
             Output.line(object.rendered())
@@ -52,7 +72,21 @@ struct Sell: ParsableCommand {
             if outcome.repeated {
                 Output.line("request \(requestID) was sold before: this is purchase \(outcome.purchase.id!), nothing new")
             }
+            if let upload = card?.upload { for line in CardUploadReport.lines(upload) { Output.line(line) } }
+            if let card, !card.alreadyWritten {
+                Output.line("wrote card \(card.plan.cardSerial) (generation \(card.plan.generation)): purchases "
+                            + "\(card.plan.credit.firstSequence)...\(card.plan.credit.lastSequence), "
+                            + "\(card.plan.credit.units) units, read back and verified")
+            }
             Output.write(1, receipt.text)
+        }
+        if let printer {
+            do {
+                try ReceiptPrinter.print(receipt, port: printer, line: self.printerLine)
+            } catch let error as CLIError {
+                throw CLIError(error.status, "the sale is complete, but the receipt printer failed: \(error.message); "
+                               + "reprint it by running the same command again (same --request-id)")
+            }
         }
     }
 }

@@ -45,6 +45,12 @@ enum CrashHook {
             if reached == point { kill(getpid(), SIGKILL) }
         }
     }
+
+    /// The CLI's own points between the store's transactions and the card writer's or meter's exchanges
+    /// (`card-sold`, `card-written`, `card-verified`, `card-marked`, `upload-read`, `topup-sent`, ...).
+    static func reach(_ point: String) {
+        Self.fromEnvironment()?(point)
+    }
 }
 
 /// Mapping store errors to exit statuses and words, and shared formatting.

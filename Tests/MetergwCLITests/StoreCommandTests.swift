@@ -89,7 +89,7 @@ import Testing
         (["--amount=-5.00", "--remote"], 64, "must be more than zero"),
         (["--amount", "10", "--remote", "--account", "9"], 66, "no account 9"),
         (["--amount", "10"], 64, "exactly one of --remote or --writer"),
-        (["--amount", "10", "--writer", "/dev/null"], 64, "need the bus layer"),
+        (["--amount", "10", "--writer", "/dev/null", "--keys", "/nonexistent/keys"], 66, "no key file at"),
     ])
     func badSalesAreTypedErrors(_ extra: [String], _ status: Int32, _ message: String) throws {
         let desk = try Desk()

@@ -1,0 +1,41 @@
+import ArgumentParser
+import BillingStore
+import Foundation
+import MeterBus
+import MeterProtocol
+import Prepaid
+
+/// `metergw card upload`: a customer's card brought back from the meter (docs/STORE.md "Cards brought back").
+struct CardUploadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upload",
+        abstract: "Read a returned user card, verify the meter's MAC, record its consumption and confirm purchases.",
+        discussion: """
+            The card in the writer is read whole; both MACs are checked with the key file (a forged or altered \
+            write-back is refused, exit 65, nothing stored); then, in one transaction, the image, the meter's \
+            register as a reading, its alarms, and every purchase up to the meter's last applied sequence as \
+            applied. Uploading the same card twice records it once.
+            """)
+
+    @OptionGroup var writer: CardCommand.WriterOptions
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "The metergw key file (default: $XDG_CONFIG_HOME/metergw/keys).")
+    var keys: String?
+
+    func run() throws {
+        let issuer = CardIssuer(keys: try KeyFileOption.load(self.keys))
+        let db = try self.store.open()
+        let image = try self.writer.withSession { s throws(BusError) in
+            try CardCommand.readImage(s, self.writer.target)
+        }.get()
+        CrashHook.reach("upload-read")
+        let outcome = try StoreCLI.run { try db.recordUpload(image: image.data, issuer: issuer, by: self.store.actor) }
+        CrashHook.reach("upload-recorded")
+        if self.writer.bus.json {
+            Output.line(CardUploadReport.json(outcome).rendered())
+        } else {
+            for line in CardUploadReport.lines(outcome) { Output.line(line) }
+        }
+    }
+}
