@@ -45,7 +45,10 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "metergw", dependencies: ["MetergwCLI"]),
-        .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol"]),
+        .executableTarget(
+            name: "metergw-bench",
+            dependencies: ["MeterProtocol", "MeterBus", "MeterEmulator", "MeterEmulatorTesting", "SerialPort"]
+        ),
 
         // MARK: Tests
         .testTarget(name: "MeterProtocolTests", dependencies: ["MeterProtocol"], resources: [.copy("Fixtures")]),
