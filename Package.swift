@@ -73,7 +73,13 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "metergw", dependencies: ["MetergwCLI"]),
-        .executableTarget(name: "metergw-bench", dependencies: ["MeterProtocol", "BillingStore", "Prepaid"]),
+        .executableTarget(
+            name: "metergw-bench",
+            dependencies: [
+                "MeterProtocol", "BillingStore", "Prepaid", "MeterBus", "MeterEmulator", "MeterEmulatorTesting",
+                "SerialPort",
+            ]
+        ),
 
         // MARK: Tests
         // Runs meter-emulator as a separate process for tests in several targets; not shipped.

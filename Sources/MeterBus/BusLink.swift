@@ -22,6 +22,8 @@ public final class BusLink {
     let options: BusSession.Options
     let shared: SessionShared
     let characterTime: Duration
+    /// `Tc` in whole nanoseconds (rounded up), for cheap integer arithmetic on the hot path.
+    let characterNanos: Int64
     /// Inter-frame gap `Tg` (§8).
     let gap: Duration
     /// Abort silence `Ta` (§8): a started frame is given up after this much silence.
@@ -35,6 +37,14 @@ public final class BusLink {
     private var reception = Reception()
     /// The last transaction that gave up: a late answer to it, arriving later, still teaches its turnaround.
     private var lastGiveUp: GiveUp?
+    /// Length of the last answer per command, to predict when the next one is complete.
+    private var answerLength: [UInt8: Int] = [:]
+    /// Per target, transactions read after a predicted sleep since the last one measured exactly.
+    private var predictions: [CalibrationKey: Int] = [:]
+    /// The last exchange ended with its answer and nothing else on the line, at this instant: stale input is then
+    /// unlikely, and a flush (a system call) before the next request is skipped for a while. Whatever arrives
+    /// anyway is handled by the decoder and the SEQ match; the flush is hygiene, not what makes matching safe.
+    private var cleanSince: ContinuousClock.Instant?
 
     struct GiveUp {
         var key: CalibrationKey
@@ -49,6 +59,8 @@ public final class BusLink {
         self.options = options
         self.shared = shared
         self.characterTime = line.characterTime
+        let (seconds, attoseconds) = line.characterTime.components
+        self.characterNanos = seconds * 1_000_000_000 + (attoseconds + 999_999_999) / 1_000_000_000
         self.gap = options.interFrameGap ?? max(line.characterTime * 3.5, .milliseconds(2))
         self.abortSilence = max(line.characterTime * 40, .milliseconds(50))
         self.epoch = self.clock.now
@@ -65,13 +77,21 @@ public final class BusLink {
     public func transaction<R: NativeRequest>(
         _ request: R, to target: Target, timeout: Duration? = nil, retries: Int? = nil
     ) throws(BusError) -> R.Response {
-        let (frame, evidence) = try self.exchangeWithEvidence(
-            command: R.command.rawValue, payload: request.payload, to: target, timeout: timeout, retries: retries,
-            observer: nil)
-        do throws(PayloadError) {
-            return try R.Response(payload: frame.payload)
-        } catch {
-            throw .unexpectedPayload(error, evidence)
+        try self.answer(command: R.command.rawValue, payload: request.payload, to: target, timeout: timeout,
+                        retries: retries, observer: nil).decode(R.Response.self)
+    }
+
+    /// A matching answer, with what was seen on the way (for an unreadable payload's error).
+    struct Answer: Sendable {
+        var frame: Frame
+        var evidence: Evidence
+
+        func decode<M: NativeMessage>(_ type: M.Type) throws(BusError) -> M {
+            do throws(PayloadError) {
+                return try M(payload: self.frame.payload)
+            } catch {
+                throw .unexpectedPayload(error, self.evidence)
+            }
         }
     }
 
@@ -81,7 +101,7 @@ public final class BusLink {
         command: UInt8, payload: [UInt8], to target: Target, timeout: Duration? = nil, retries: Int? = nil,
         observer: ((Frame) -> Void)? = nil
     ) throws(BusError) -> Frame {
-        try self.exchangeWithEvidence(
+        try self.answer(
             command: command, payload: payload, to: target, timeout: timeout, retries: retries, observer: observer
         ).frame
     }
@@ -108,6 +128,9 @@ public final class BusLink {
         }
     }
 
+    /// The wire time of `count` characters.
+    func characters(_ count: Int) -> Duration { .nanoseconds(self.characterNanos * Int64(count)) }
+
     /// The next SEQ: incremented per new transaction, wrapping (§3).
     func nextSequence() -> UInt8 {
         self.sequence &+= 1
@@ -119,16 +142,19 @@ public final class BusLink {
 
     // MARK: The exchange
 
-    private func exchangeWithEvidence(
+    /// The exchange itself, not generic over the response type: the session's thread runs this one piece of code
+    /// for every command, and the caller decodes the payload.
+    func answer(
         command: UInt8, payload: [UInt8], to target: Target, timeout: Duration?, retries: Int?,
         observer: ((Frame) -> Void)?
-    ) throws(BusError) -> (frame: Frame, evidence: Evidence) {
+    ) throws(BusError) -> Answer {
         precondition(target != .broadcast, "broadcasts get no answer: use broadcast(_:) or Discovery")
         let request = Frame(address: target.frameAddress, serial: target.frameSerial, sequence: self.nextSequence(),
                             command: command, payload: payload)
         let bytes = request.encoded()
         let key = CalibrationKey(target: target, slow: Command(rawValue: command)?.isSlow ?? false)
-        let firstByteTimeout = timeout ?? self.firstByteTimeout(for: key)
+        let learned = self.learned(key)
+        let firstByteTimeout = timeout ?? self.firstByteTimeout(for: key, learned)
         let tries = 1 + max(0, retries ?? self.options.retries)
         var evidence = Evidence(target: target, command: command, sequence: request.sequence, line: self.line,
                                 requestBytes: bytes)
@@ -137,18 +163,22 @@ public final class BusLink {
         var firstStart: ContinuousClock.Instant?
         self.reception.reset()
 
-        func finish(_ frame: Frame, _ heard: Heard, attempt: Int) -> (Frame, Evidence) {
+        func finish(_ frame: Frame, _ heard: Heard, attempt: Int) -> Answer {
             self.wireFreeAt = heard.lastByteAt + self.gap
             tally.answered = true
+            let quiet = tally.framesSent == 1 && tally.crcErrors == 0 && tally.partialFrames == 0
+                && tally.garbageBytes == 0 && tally.staleFrames == 0 && tally.wrongAddress == 0
+            self.cleanSince = quiet && self.reception.decoder.bufferedByteCount == 0 ? heard.lastByteAt : nil
             if let start = firstStart { tally.latencyMicros = (heard.lastByteAt - start).micros }
+            if !frame.isNak { self.answerLength[command] = frame.encodedLength }
             self.calibrate(key, heard: heard, sends: sends, firstTry: attempt == 1 && sends.count == 1)
-            if attempt == 1 && sends.count == 1, let drained = sends.first {
+            if attempt == 1 && sends.count == 1 && heard.exact, let drained = sends.first {
                 tally.turnaroundMicros = (heard.firstByteAt - drained).micros
             }
             self.commit(tally, target: target)
             self.trace(.answered(frame, at: self.since(heard.lastByteAt),
                                  latency: firstStart.map { heard.lastByteAt - $0 } ?? .zero))
-            return (frame, evidence)
+            return Answer(frame: frame, evidence: evidence)
         }
 
         do throws(BusError) {
@@ -157,7 +187,12 @@ public final class BusLink {
                 var record = AttemptRecord()
                 if attempt == 1 {
                     try self.learnFromLateAnswers()
-                    try self.flushInput()
+                    if let clean = self.cleanSince, self.clock.now - clean < .seconds(1) {
+                        // Nothing stale is expected: see `cleanSince`.
+                    } else {
+                        try self.flushInput()
+                    }
+                    self.cleanSince = nil
                 } else if let drained = sends.last, case let queued = try self.readQueued(), !queued.isEmpty {
                     // An answer to an earlier try may have arrived since its deadline: take it instead of
                     // sending again (and talking over the meter on a half-duplex bus).
@@ -167,7 +202,7 @@ public final class BusLink {
                     tally.bytesReceived += queued.count
                     late.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: queued))
                     self.trace(.received(bytes: queued, at: self.since(at), sinceSend: at - drained))
-                    self.reception.append(queued, at: at)
+                    self.reception.append(queued, at: at, exact: false)
                     let heard = try self.receive(
                         request: request, bytes: bytes, target: target, drained: drained, firstByteTimeout: .zero,
                         echo: false, lastByteAt: at, record: &late, tally: &tally, observer: observer)
@@ -190,6 +225,7 @@ public final class BusLink {
                 let heard = try self.receive(
                     request: request, bytes: bytes, target: target, drained: drained,
                     firstByteTimeout: firstByteTimeout, echo: self.options.echo == .auto, lastByteAt: nil,
+                    wakeAt: attempt == 1 ? self.predictedEnd(key, learned, command: command, drained: drained) : nil,
                     record: &record, tally: &tally, observer: observer)
                 if let heard {
                     if let frame = try self.accept(heard, attempt: attempt, tries: tries, timeout: firstByteTimeout,
@@ -247,6 +283,8 @@ public final class BusLink {
         var frame: Frame
         var firstByteAt: ContinuousClock.Instant
         var lastByteAt: ContinuousClock.Instant
+        /// Whether `firstByteAt` is when the first byte arrived, not only when it was read after a sleep.
+        var exact: Bool
     }
 
     /// What one try saw, for the evidence.
@@ -265,13 +303,23 @@ public final class BusLink {
     private func receive(
         request: Frame, bytes: [UInt8], target: Target, drained: ContinuousClock.Instant,
         firstByteTimeout: Duration, echo echoActive: Bool, lastByteAt initialLastByteAt: ContinuousClock.Instant?,
-        record: inout AttemptRecord, tally: inout TransactionTally, observer: ((Frame) -> Void)?
+        wakeAt: ContinuousClock.Instant? = nil, record: inout AttemptRecord, tally: inout TransactionTally,
+        observer: ((Frame) -> Void)?
     ) throws(BusError) -> Heard? {
         var deadline = drained + firstByteTimeout
         let cap = drained + max(firstByteTimeout, self.options.maximumTimeout)
         var echo = EchoStripper(request: bytes, active: echoActive)
+        /// When the first byte held as a possible echo arrived.
+        var echoHeldAt: Stamp?
         var lastByteAt = initialLastByteAt
         var finishing = false
+        // After a sleep, what is queued is read without waiting and its time is only an upper bound. The predicted
+        // end of the answer lies past its first-byte deadline; what arrived by then is read before any timeout.
+        var afterSleep = false
+        if let wakeAt {
+            self.sleep(until: min(wakeAt, cap))
+            afterSleep = true
+        }
 
         func extend() {
             guard firstByteTimeout > .zero else { return }
@@ -299,12 +347,12 @@ public final class BusLink {
                     self.trace(.discarded(seen, at: self.since(self.clock.now)))
                     extend()
                 case .frame(let frame, let offset):
-                    let at = self.reception.arrival(ofOffset: offset)
+                    let (at, exact) = self.reception.arrival(ofOffset: offset)
                     if frame.isResponse && frame.sequence == request.sequence && frame.command == request.command
                         && target.isSource(of: frame)
                     {
                         if finishing { self.reception.decoder.resume() }
-                        return Heard(frame: frame, firstByteAt: at, lastByteAt: lastByteAt ?? at)
+                        return Heard(frame: frame, firstByteAt: at, lastByteAt: lastByteAt ?? at, exact: exact)
                     }
                     let seen = self.classify(frame, request: request, bytes: bytes, at: at, tally: &tally)
                     record.note(seen)
@@ -322,39 +370,48 @@ public final class BusLink {
             if let last = lastByteAt, self.reception.decoder.bufferedByteCount > 0 || echo.heldCount > 0 {
                 // A frame (or our echo) has started: wait for the bytes it still needs.
                 let needed = echo.heldCount > 0 ? echo.missing : self.reception.neededBytes()
-                let completeBy = last + self.characterTime * needed + self.abortSilence
+                let completeBy = last + self.characters(needed) + self.abortSilence
                 if now >= completeBy {
                     if echo.heldCount > 0 {
-                        self.reception.append(echo.release(), at: last)
+                        self.reception.append(echo.release(), at: echoHeldAt?.at ?? last,
+                                              exact: echoHeldAt?.exact ?? false)
                     } else {
                         self.reception.decoder.finish()
                         finishing = true
                     }
                     continue
                 }
-                let expected = last + self.characterTime * needed
-                if needed > 1 && expected > now { self.sleep(until: expected) }
+                let expected = last + self.characters(needed)
+                if needed > 1 && expected > now {
+                    self.sleep(until: expected)
+                    afterSleep = true
+                }
                 readDeadline = completeBy
             } else {
-                if now >= deadline { return nil }
+                if now >= deadline && !afterSleep { return nil }
                 readDeadline = deadline
             }
             let chunk: [UInt8]
+            let exact = !afterSleep
             do {
-                chunk = try self.transport.read(upTo: Frame.maxFrameLength, deadline: readDeadline)
+                chunk = try self.transport.read(upTo: Frame.maxFrameLength,
+                                                deadline: afterSleep ? self.clock.now : readDeadline)
             } catch .timeout {
+                afterSleep = false
                 continue
             } catch .removed(let path) {
                 throw .adapterGone(path: path)
             } catch {
                 throw .serial(error)
             }
+            afterSleep = false
             let at = self.clock.now
             lastByteAt = at
             tally.bytesReceived += chunk.count
             record.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: chunk))
             self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
-            let (rest, echoed) = echo.strip(chunk)
+            let heldBefore = echo.heldCount
+            let (released, rest, echoed) = echo.strip(chunk)
             if echoed {
                 tally.echoes += 1
                 self.shared.statistics.withLock { $0.echoDetected = true }
@@ -362,7 +419,11 @@ public final class BusLink {
                 self.trace(.discarded(.onlyEcho, at: self.since(at)))
                 extend()
             }
-            self.reception.append(rest, at: at)
+            if !released.isEmpty, let held = echoHeldAt {
+                self.reception.append(released, at: held.at, exact: held.exact)
+            }
+            if heldBefore == 0 && echo.heldCount > 0 { echoHeldAt = Stamp(at: at, exact: exact) }
+            self.reception.append(rest, at: at, exact: exact)
         }
     }
 
@@ -393,7 +454,7 @@ public final class BusLink {
                                                                             ContinuousClock.Instant)
     {
         let start = self.clock.now
-        let wireTime = self.characterTime * bytes.count
+        let wireTime = self.characters(bytes.count)
         do {
             try self.transport.write(bytes, deadline: start + wireTime * 2 + .seconds(1))
         } catch .removed(let path) {
@@ -445,31 +506,67 @@ public final class BusLink {
 
     /// First-byte timeout for a target: calibrated from its turnarounds, else `Tr` + adapter allowance (§8).
     func firstByteTimeout(for key: CalibrationKey) -> Duration {
-        let base = (key.slow ? self.options.slowResponseTime : self.options.responseTime) + self.adapterAllowance
-        guard self.options.calibrate else { return base }
+        self.firstByteTimeout(for: key, self.learned(key))
+    }
+
+    /// What calibration knows about a target and the adapter, read under one lock per transaction.
+    struct Learned {
+        var turnaround: TimingCalibrator?
+        var adapterLag: TimingCalibrator
+    }
+
+    func learned(_ key: CalibrationKey) -> Learned {
+        self.shared.calibration.withLock { Learned(turnaround: $0.turnaround[key], adapterLag: $0.adapterLag) }
+    }
+
+    private func firstByteTimeout(for key: CalibrationKey, _ learned: Learned) -> Duration {
         let o = self.options
-        return self.shared.calibration.withLock { c in
-            (c.turnaround[key] ?? TimingCalibrator(minimumSamples: o.calibrationMinimumSamples)).timeout(
-                default: base, margin: o.calibrationMargin, minimum: o.minimumTimeout, maximum: o.maximumTimeout)
+        let base = (key.slow ? o.slowResponseTime : o.responseTime) + self.adapterAllowance(learned.adapterLag)
+        guard o.calibrate else { return base }
+        return (learned.turnaround ?? TimingCalibrator(minimumSamples: o.calibrationMinimumSamples)).timeout(
+            default: base, margin: o.calibrationMargin, minimum: o.minimumTimeout, maximum: o.maximumTimeout)
+    }
+
+    /// When the answer should be complete, so that the whole frame is read after one sleep instead of waking for
+    /// its first byte and again for the rest: the target's shortest turnaround plus the wire time of the answer
+    /// as long as the last answer to this command. nil until the target is calibrated and then on one transaction
+    /// in eight, which wait for the first byte and measure the turnaround exactly: a frame read after a sleep
+    /// tells when it was complete, not when it began. Waking too late costs latency, never an answer; the
+    /// shortest sample makes that rare.
+    private func predictedEnd(
+        _ key: CalibrationKey, _ learned: Learned, command: UInt8, drained: ContinuousClock.Instant
+    ) -> ContinuousClock.Instant? {
+        guard self.options.calibrate, let length = self.answerLength[command] else { return nil }
+        let count = self.predictions[key, default: 0]
+        guard count < 7 else {
+            self.predictions[key] = 0
+            return nil
         }
+        guard let calibrator = learned.turnaround, calibrator.isCalibrated, let shortest = calibrator.shortest else {
+            return nil
+        }
+        self.predictions[key] = count + 1
+        return drained + .microseconds(shortest) + self.characters(length - 1)
     }
 
     /// The configured adapter latency until enough answers showed how late the adapter delivers bytes.
     var adapterAllowance: Duration {
-        guard self.options.calibrate else { return self.options.adapterLatency }
-        let o = self.options
-        return self.shared.calibration.withLock { c in
-            guard c.adapterLag.isCalibrated, let p99 = c.adapterLag.percentile(99) else { return o.adapterLatency }
-            return min(.microseconds(2 * p99) + o.calibrationMargin, o.maximumTimeout)
+        self.adapterAllowance(self.shared.calibration.withLock { $0.adapterLag })
+    }
+
+    private func adapterAllowance(_ lag: TimingCalibrator) -> Duration {
+        guard self.options.calibrate, lag.isCalibrated, let p99 = lag.percentile(99) else {
+            return self.options.adapterLatency
         }
+        return min(.microseconds(2 * p99) + self.options.calibrationMargin, self.options.maximumTimeout)
     }
 
     private func calibrate(_ key: CalibrationKey, heard: Heard, sends: [ContinuousClock.Instant], firstTry: Bool) {
-        guard self.options.calibrate, let first = sends.first else { return }
+        guard self.options.calibrate, heard.exact, let first = sends.first else { return }
         let arrival = (heard.firstByteAt - first).micros
         let n = heard.frame.encodedLength
         let span = heard.lastByteAt - heard.firstByteAt
-        let lag = max(.zero, self.characterTime * (n - 1) - span)
+        let lag = max(.zero, self.characters(n - 1) - span)
         let minimumSamples = self.options.calibrationMinimumSamples
         self.shared.calibration.withLock { c in
             var calibrator = c.turnaround[key] ?? TimingCalibrator(minimumSamples: minimumSamples)
@@ -575,7 +672,7 @@ public final class BusLink {
                                 result.answers.append((f, answer))
                             } else {
                                 tally.staleFrames += 1
-                                result.late.append((f, self.reception.arrival(ofOffset: offset)))
+                                result.late.append((f, self.reception.arrival(ofOffset: offset).at))
                             }
                         } else if f == frame {
                             tally.echoes += 1
@@ -592,10 +689,10 @@ public final class BusLink {
                 var readDeadline = end
                 if let last = lastByteAt, self.reception.decoder.bufferedByteCount > 0 || echo.heldCount > 0 {
                     let needed = echo.heldCount > 0 ? echo.missing : self.reception.neededBytes()
-                    let completeBy = last + self.characterTime * needed + self.abortSilence
+                    let completeBy = last + self.characters(needed) + self.abortSilence
                     if now >= completeBy {
                         if echo.heldCount > 0 {
-                            self.reception.append(echo.release(), at: last)
+                            self.reception.append(echo.release(), at: last, exact: false)
                         } else {
                             self.reception.decoder.finish()
                             finishing = true
@@ -620,9 +717,9 @@ public final class BusLink {
                 lastByteAt = at
                 tally.bytesReceived += chunk.count
                 self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
-                let (rest, echoed) = echo.strip(chunk)
+                let (released, rest, echoed) = echo.strip(chunk)
                 if echoed { tally.echoes += 1 }
-                self.reception.append(rest, at: at)
+                self.reception.append(released + rest, at: at)
             }
             tally.answered = true
             self.wireFreeAt = max(self.clock.now, end) + self.gap
@@ -633,6 +730,12 @@ public final class BusLink {
             throw error
         }
     }
+}
+
+/// When bytes were read, and whether that is when they arrived.
+struct Stamp {
+    var at: ContinuousClock.Instant
+    var exact: Bool
 }
 
 /// The key of a turnaround calibrator: meters and card operations differ by an order of magnitude.
@@ -648,7 +751,15 @@ struct Reception {
     /// The bytes appended in this transaction; `stream[0]` is at decoder offset `base`.
     private var stream: [UInt8] = []
     private var base = 0
-    private var arrivals: [(offset: Int, at: ContinuousClock.Instant)] = []
+    /// Where each chunk starts, when it was read, and whether that is when it arrived (read while waiting) or only
+    /// an upper bound (it was already queued after a sleep).
+    private var arrivals: [Arrival] = []
+
+    struct Arrival {
+        var offset: Int
+        var at: ContinuousClock.Instant
+        var exact: Bool
+    }
 
     mutating func reset() {
         self.decoder.reset()
@@ -657,9 +768,9 @@ struct Reception {
         self.arrivals.removeAll(keepingCapacity: true)
     }
 
-    mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant) {
+    mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool = true) {
         guard !bytes.isEmpty else { return }
-        self.arrivals.append((self.decoder.streamOffset, at))
+        self.arrivals.append(Arrival(offset: self.decoder.streamOffset, at: at, exact: exact))
         self.stream += bytes
         self.decoder.append(bytes)
     }
@@ -669,14 +780,14 @@ struct Reception {
         return Array(self.stream[min(start, self.stream.count)..<min(start + count, self.stream.count)])
     }
 
-    /// When the chunk holding stream offset `offset` was read.
-    func arrival(ofOffset offset: Int) -> ContinuousClock.Instant {
-        var found = self.arrivals.first?.at ?? ContinuousClock.now
+    /// When the chunk holding stream offset `offset` was read, and whether that is exactly when it arrived.
+    func arrival(ofOffset offset: Int) -> (at: ContinuousClock.Instant, exact: Bool) {
+        guard var found = self.arrivals.first else { return (ContinuousClock.now, false) }
         for a in self.arrivals {
             if a.offset > offset { break }
-            found = a.at
+            found = a
         }
-        return found
+        return (found.at, found.exact)
     }
 
     /// Bytes the frame held by the decoder still needs: up to its header, then up to its declared length.
@@ -706,22 +817,24 @@ struct EchoStripper {
     var heldCount: Int { self.done ? 0 : self.matched }
     var missing: Int { self.request.count - self.matched }
 
-    /// The bytes that are not echo, and whether this chunk completed an echo.
-    mutating func strip(_ chunk: [UInt8]) -> (rest: [UInt8], echoed: Bool) {
-        guard !self.done else { return (chunk, false) }
+    /// Splits a chunk: `released` are bytes held from earlier chunks that turned out not to be the echo (they
+    /// keep their own arrival time), `rest` this chunk's bytes that are not echo, and whether an echo completed.
+    mutating func strip(_ chunk: [UInt8]) -> (released: [UInt8], rest: [UInt8], echoed: Bool) {
+        guard !self.done else { return ([], chunk, false) }
+        let before = self.matched
         for (i, byte) in chunk.enumerated() {
             if byte == self.request[self.matched] {
                 self.matched += 1
                 if self.matched == self.request.count {
                     self.done = true
-                    return (Array(chunk[(i + 1)...]), true)
+                    return ([], Array(chunk[(i + 1)...]), true)
                 }
             } else {
                 self.done = true
-                return (Array(self.request[..<self.matched]) + chunk[i...], false)
+                return (Array(self.request[..<before]), chunk, false)
             }
         }
-        return ([], false)
+        return ([], [], false)
     }
 
     /// Gives up on a partial echo: its bytes are data after all.

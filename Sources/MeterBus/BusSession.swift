@@ -91,9 +91,8 @@ public final class BusSession: Sendable {
     public func transaction<R: NativeRequest>(
         _ request: R, to target: Target, timeout: Duration? = nil, retries: Int? = nil
     ) throws(BusError) -> R.Response {
-        try self.withExclusiveAccess { link throws(BusError) in
-            try link.transaction(request, to: target, timeout: timeout, retries: retries)
-        }
+        try self.answer(Exchange(command: R.command.rawValue, payload: request.payload, target: target,
+                                 timeout: timeout, retries: retries)).decode(R.Response.self)
     }
 
     /// A raw request (command byte and payload) and the matching response frame; NAKs throw
@@ -101,8 +100,51 @@ public final class BusSession: Sendable {
     public func exchange(
         command: UInt8, payload: [UInt8], to target: Target, timeout: Duration? = nil, retries: Int? = nil
     ) throws(BusError) -> Frame {
-        try self.withExclusiveAccess { link throws(BusError) in
-            try link.exchange(command: command, payload: payload, to: target, timeout: timeout, retries: retries)
+        try self.answer(Exchange(command: command, payload: payload, target: target, timeout: timeout,
+                                 retries: retries)).frame
+    }
+
+    /// One request as the session's thread runs it.
+    private struct Exchange: Sendable {
+        var command: UInt8
+        var payload: [UInt8]
+        var target: Target
+        var timeout: Duration?
+        var retries: Int?
+    }
+
+    /// The hot path of every transaction, kept free of generics (the response is decoded by the caller).
+    private func answer(_ x: Exchange) throws(BusError) -> BusLink.Answer {
+        if self.executor.isCurrent {
+            return try self.link.answer(command: x.command, payload: x.payload, to: x.target, timeout: x.timeout,
+                                        retries: x.retries, observer: nil)
+        }
+        let job = AnswerJob()
+        let link = UnsafeTransfer(self.link)
+        self.executor.submit { run in
+            if run {
+                do throws(BusError) {
+                    job.answer = try link.value.answer(command: x.command, payload: x.payload, to: x.target,
+                                                       timeout: x.timeout, retries: x.retries, observer: nil)
+                } catch {
+                    job.error = error
+                }
+            } else {
+                job.error = .cancelled
+            }
+            job.done.signal()
+            // The inter-frame gap, kept here after the caller has its answer (see withExclusiveAccess).
+            if run { link.value.waitForWire() }
+        }
+        job.done.wait()
+        if let error = job.error { throw error }
+        return job.answer!
+    }
+
+    private func answer(_ x: Exchange) async throws(BusError) -> BusLink.Answer {
+        try await self.withExclusiveAccess { link throws(BusError) in
+            try link.answer(command: x.command, payload: x.payload, to: x.target, timeout: x.timeout,
+                            retries: x.retries, observer: nil)
         }
     }
 
@@ -129,6 +171,9 @@ public final class BusSession: Sendable {
                         ? Result { () throws(BusError) -> T in try body(link.value) } : .failure(.cancelled)
                 }
                 done.signal()
+                // The inter-frame gap, kept here after the caller has its answer: the next job, queued meanwhile,
+                // then starts at once instead of waking the thread twice.
+                if run { link.value.waitForWire() }
             }
             done.wait()
         }
@@ -140,19 +185,17 @@ public final class BusSession: Sendable {
     /// The `async` form of ``transaction(_:to:timeout:retries:)``.
     public func transaction<R: NativeRequest>(
         _ request: R, to target: Target, timeout: Duration? = nil, retries: Int? = nil
-    ) async throws(BusError) -> R.Response where R.Response: Sendable {
-        try await self.withExclusiveAccess { link throws(BusError) in
-            try link.transaction(request, to: target, timeout: timeout, retries: retries)
-        }
+    ) async throws(BusError) -> R.Response {
+        try await self.answer(Exchange(command: R.command.rawValue, payload: request.payload, target: target,
+                                       timeout: timeout, retries: retries)).decode(R.Response.self)
     }
 
     /// The `async` form of ``exchange(command:payload:to:timeout:retries:)``.
     public func exchange(
         command: UInt8, payload: [UInt8], to target: Target, timeout: Duration? = nil, retries: Int? = nil
     ) async throws(BusError) -> Frame {
-        try await self.withExclusiveAccess { link throws(BusError) in
-            try link.exchange(command: command, payload: payload, to: target, timeout: timeout, retries: retries)
-        }
+        try await self.answer(Exchange(command: command, payload: payload, target: target, timeout: timeout,
+                                       retries: retries)).frame
     }
 
     /// The `async` form of ``broadcast(_:)``.
@@ -175,6 +218,7 @@ public final class BusSession: Sendable {
                         return
                     }
                     continuation.resume(returning: Result { () throws(BusError) -> T in try body(link.value) })
+                    link.value.waitForWire()
                 }
             }
         } onCancel: {
@@ -230,6 +274,13 @@ final class SessionShared: Sendable {
 struct CalibrationStore {
     var turnaround: [CalibrationKey: TimingCalibrator] = [:]
     var adapterLag = TimingCalibrator()
+}
+
+/// An answer handed from the executor's thread to the waiting caller (ordered by the semaphore).
+private final class AnswerJob: @unchecked Sendable {
+    let done = DispatchSemaphore(value: 0)
+    var answer: BusLink.Answer?
+    var error: BusError?
 }
 
 /// A result handed from the executor's thread to the waiting caller (ordered by the semaphore).

@@ -29,7 +29,8 @@ public struct BusCounters: Sendable, Equatable {
     public var bytesReceived = 0
     /// From the first byte sent to the last byte of the answer, over answered transactions (retries included).
     public var latency = LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, max: 0, mean: 0)
-    /// From the end of the request to the first byte of the answer, first tries only.
+    /// From the end of the request to the first byte of the answer: first tries whose first byte was seen
+    /// arriving (the calibration samples; answers read whole after a predicted sleep are not timed).
     public var turnaround = LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, max: 0, mean: 0)
 
     public init() {}

@@ -15,6 +15,8 @@ public struct TimingCalibrator: Sendable, Equatable {
 
     public let minimumSamples: Int
     private var ring: [Int64] = []
+    /// The same samples in order, kept up to date on every record, so percentiles cost no sort.
+    private var sorted: [Int64] = []
     private var next = 0
     /// Samples recorded in all (the ring keeps the latest `window`).
     public private(set) var recorded = 0
@@ -31,21 +33,37 @@ public struct TimingCalibrator: Sendable, Equatable {
         if self.ring.count < Self.window {
             self.ring.append(value)
         } else {
+            let old = self.ring[self.next]
             self.ring[self.next] = value
+            self.sorted.remove(at: Self.position(of: old, in: self.sorted))
         }
+        self.sorted.insert(value, at: Self.position(of: value, in: self.sorted))
         self.next = (self.next + 1) % Self.window
         self.recorded += 1
     }
 
     public mutating func record(_ duration: Duration) { self.record(micros: duration.micros) }
 
+    /// The first index in ascending `values` whose element is not below `value`.
+    private static func position(of value: Int64, in values: [Int64]) -> Int {
+        var low = 0
+        var high = values.count
+        while low < high {
+            let mid = (low + high) / 2
+            if values[mid] < value { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
     /// Nearest-rank percentile (0...100) of the samples held, nil without samples.
     public func percentile(_ percent: Int) -> Int64? {
-        guard !self.ring.isEmpty else { return nil }
-        let sorted = self.ring.sorted()
-        let rank = max(1, (percent * sorted.count + 99) / 100)
-        return sorted[rank - 1]
+        guard !self.sorted.isEmpty else { return nil }
+        let rank = max(1, (percent * self.sorted.count + 99) / 100)
+        return self.sorted[min(rank, self.sorted.count) - 1]
     }
+
+    /// The shortest sample held.
+    public var shortest: Int64? { self.sorted.first }
 
     public var isCalibrated: Bool { self.ring.count >= self.minimumSamples }
 
@@ -54,7 +72,7 @@ public struct TimingCalibrator: Sendable, Equatable {
         -> Duration
     {
         let clamp = { (d: Duration) in min(max(d, minimum), maximum) }
-        guard let longest = self.ring.max() else { return clamp(fallback) }
+        guard let longest = self.sorted.last else { return clamp(fallback) }
         guard self.isCalibrated, let p99 = self.percentile(99) else {
             return clamp(max(fallback, .microseconds(2 * longest) + margin))
         }

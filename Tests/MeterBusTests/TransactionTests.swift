@@ -39,6 +39,29 @@ import Testing
             }
         }
 
+        @Test func theSessionLearnsEachMetersTurnaroundFromItsAnswers() throws {
+            try withBus(meters: testMeters(2)) { bus in
+                for _ in 0..<12 {
+                    for address in UInt8(1)...2 {
+                        let status = try bus.session.transaction(ReadStatusRequest(), to: .address(address))
+                        #expect(status.registerUnits == TestMeter.register(of: serial(of: address)))
+                    }
+                }
+                for address in UInt8(1)...2 {
+                    let calibration = bus.session.calibration(for: .address(address))
+                    // Five exact samples, then one transaction in eight measured exactly.
+                    #expect(calibration.isCalibrated && calibration.samples >= 5)
+                    // Without pacing the emulator answers before the request's modelled wire time is over: ~0.
+                    #expect(calibration.p99Micros < 1_000_000)
+                    #expect(bus.session.statistics.meters[.address(address)]?.turnaround.count == calibration.samples)
+                }
+                // Calibrated timeouts stay within the configured bounds.
+                let timeout = bus.session.calibration(for: .address(1)).timeout
+                #expect(timeout >= BusSession.Options.forTests.minimumTimeout)
+                #expect(timeout <= BusSession.Options.forTests.maximumTimeout)
+            }
+        }
+
         @Test func aSwappedMeterStaysSilentAndTheErrorSaysSo() throws {
             try withBus(meters: testMeters(2)) { bus in
                 // Address 1 holds another serial: §3 makes that meter stay silent.
