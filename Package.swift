@@ -86,18 +86,22 @@ let package = Package(
         .target(
             name: "MetergwTestSupport", dependencies: ["MeterProtocol", "SerialPort", "Prepaid", "KeyStore"]),
         .testTarget(
-            name: "MeterProtocolTests", dependencies: ["MeterProtocol", "Prepaid"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "SerialPortTests", dependencies: ["SerialPort"]),
+            name: "MeterProtocolTests", dependencies: ["MeterProtocol", "Prepaid", "MetergwTestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "MetergwTestSupport"]),
         .testTarget(name: "ModbusProtocolTests", dependencies: ["ModbusProtocol", "ModbusMaps"]),
         .testTarget(name: "DLT645ProtocolTests", dependencies: ["DLT645Protocol"]),
         .testTarget(
-            name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol"], exclude: ["Fixtures"]),
+            name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol", "MetergwTestSupport"],
+            exclude: ["Fixtures"]),
         .testTarget(
             name: "MeterEmulatorTests",
             dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore", "MetergwTestSupport"]),
         .testTarget(
             name: "MeterBusTests",
-            dependencies: ["MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort"]
+            dependencies: [
+                "MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort", "MetergwTestSupport",
+            ]
         ),
         .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
         .testTarget(

@@ -1,3 +1,4 @@
+import MetergwTestSupport
 import Foundation
 import MeterEmulator
 import MeterEmulatorTesting

@@ -1,3 +1,4 @@
+import MetergwTestSupport
 import Foundation
 import MeterEmulator
 import MeterEmulatorTesting
@@ -133,42 +134,6 @@ final class TestSigner: RequestSigner, Sendable {
         var signed = request
         signed.auth = self.nextAuthentication()
         return signed
-    }
-}
-
-/// Runs `body` on its own thread (not a Swift task) and returns its result.
-final class PeerThread<T: Sendable>: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var result: Result<T, any Error>?
-
-    init(_ body: @escaping @Sendable () throws -> T) {
-        let thread = Thread { [self] in
-            do {
-                self.result = .success(try body())
-            } catch {
-                self.result = .failure(error)
-            }
-            self.done.signal()
-        }
-        thread.start()
-    }
-
-    func value() throws -> T {
-        self.done.wait()
-        return try self.result!.get()
-    }
-}
-
-/// SplitMix64, for seeded serials.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

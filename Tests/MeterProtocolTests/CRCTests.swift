@@ -1,3 +1,4 @@
+import MetergwTestSupport
 import Testing
 @testable import MeterProtocol
 
@@ -14,7 +15,7 @@ import Testing
 
     /// The slicing-by-8 path agrees with the bit-by-bit definition at every length and alignment.
     @Test func slicingMatchesBitwiseDefinition() {
-        var rng = SplitMix64(seed: 0xC0FFEE)
+        var rng = SeededGenerator(seed: 0xC0FFEE)
         for length in 0..<300 {
             let data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
             #expect(CRC16.checksum(data) == Self.bitwiseCRC16(data), "length \(length)")
@@ -23,7 +24,7 @@ import Testing
     }
 
     @Test func continuingEqualsWhole() {
-        var rng = SplitMix64(seed: 7)
+        var rng = SeededGenerator(seed: 7)
         let data = (0..<1000).map { _ in UInt8.random(in: 0...255, using: &rng) }
         for cut in [0, 1, 7, 8, 9, 500, 999, 1000] {
             let first = CRC16.checksum(data[..<cut])
@@ -42,15 +43,3 @@ import Testing
     }
 }
 
-/// A small seeded generator so every random test is reproducible from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,3 +1,4 @@
+import MetergwTestSupport
 import Testing
 @testable import MeterProtocol
 
@@ -44,7 +45,7 @@ struct DecoderVerifier {
         return outcome
     }
 
-    static func randomChunks(_ count: Int, using rng: inout SplitMix64) -> [Int] {
+    static func randomChunks(_ count: Int, using rng: inout SeededGenerator) -> [Int] {
         var chunks: [Int] = []
         var left = count
         while left > 0 {
@@ -59,7 +60,7 @@ struct DecoderVerifier {
     static func verify(_ bytes: [UInt8], expected: Outcome, label: String, seed: UInt64) {
         #expect(decode(bytes, chunks: bytes.isEmpty ? [] : [bytes.count]) == expected, "\(label): whole")
         #expect(decode(bytes, chunks: Array(repeating: 1, count: bytes.count)) == expected, "\(label): bytewise")
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         for round in 0..<8 {
             let chunks = randomChunks(bytes.count, using: &rng)
             #expect(decode(bytes, chunks: chunks) == expected, "\(label): random split round \(round)")
@@ -70,7 +71,7 @@ struct DecoderVerifier {
     static func verifyAll(_ cases: [(name: String, bytes: [UInt8])]) {
         var all: [UInt8] = []
         var allExpected = Outcome(frames: [], skipped: [])
-        var rng = SplitMix64(seed: 0x5EED)
+        var rng = SeededGenerator(seed: 0x5EED)
         for (index, c) in cases.enumerated() {
             let expected = decode(c.bytes, chunks: c.bytes.isEmpty ? [] : [c.bytes.count])
             verify(c.bytes, expected: expected, label: c.name, seed: UInt64(index))

@@ -1,3 +1,4 @@
+import MetergwTestSupport
 import MeterProtocol
 import Testing
 @testable import Prepaid
@@ -73,7 +74,7 @@ import Testing
         return false
     }
 
-    static func gatewaySends(_ a: inout Account, rng: inout SplitMix64, stats: inout Stats) {
+    static func gatewaySends(_ a: inout Account, rng: inout SeededGenerator, stats: inout Stats) {
         let request: ApplyCreditRequest
         if let pending = a.unanswered {
             request = pending  // a retry: the same bytes
@@ -123,7 +124,7 @@ import Testing
     }
 
     @Test(arguments: [1, 2, 3, 4, 5] as [UInt64]) func randomUtilityRun(seed: UInt64) {
-        var rng = SplitMix64(seed: 0xA11CE + seed)
+        var rng = SeededGenerator(seed: 0xA11CE + seed)
         var stats = Stats()
         var accounts = (0..<3).map { i -> Account in
             let serial = 30_000_000 + UInt32(i) * 7919

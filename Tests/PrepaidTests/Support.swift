@@ -2,19 +2,6 @@ import Foundation
 import MeterProtocol
 @testable import Prepaid
 
-/// A seeded generator so random tests repeat exactly (same as MeterProtocolTests').
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The published test key (docs/CARD.md §3.4): system key 00 01 02 ... 1F, issuer 1. Never used for real meters.
 enum TestKeys {
     static let systemKey = SystemKey(bytes: Array(0..<32))!

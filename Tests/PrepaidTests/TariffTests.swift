@@ -1,3 +1,4 @@
+import MetergwTestSupport
 import Foundation
 import Testing
 @testable import Prepaid
@@ -127,7 +128,7 @@ import Testing
     /// For any sale: paid = fixed charges + value of the units credited + remainder, exactly; the remainder is
     /// non-negative; one more unit would cost more than value + remainder; and `value(of:)` agrees with the sale.
     @Test func conservationAcrossTiersAndRounding() throws {
-        var rng = SplitMix64(seed: 0xC0FFEE)
+        var rng = SeededGenerator(seed: 0xC0FFEE)
         var withRemainder = 0
         var crossingTiers = 0
         for _ in 0..<5000 {
