@@ -96,11 +96,14 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(
             name: "MeterEmulatorTests",
-            dependencies: ["MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore", "MetergwTestSupport"]),
+            dependencies: [
+                "MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore", "MetergwTestSupport",
+            ]),
         .testTarget(
             name: "MeterBusTests",
             dependencies: [
-                "MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort", "MetergwTestSupport",
+                "MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort",
+                "MetergwTestSupport",
             ]
         ),
         .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
