@@ -9,8 +9,9 @@ import Glibc
 
 /// One bus master session per serial port: the one place that owns the wire's time (docs/PROTOCOL.md §3, §6, §8).
 ///
-/// Every transaction runs on the session's own thread, one at a time, in the order callers asked; callers block
-/// (synchronous API, for the CLI) or suspend (`async` API, for the gateway) until theirs is done. Each request
+/// Transactions run one at a time, in the order callers asked; callers block (synchronous API, for the CLI) or
+/// suspend (`async` API, for the gateway) until theirs is done. Queued work runs on the session's own thread; a
+/// blocking caller that finds the bus idle runs its transaction on its own thread, saving two thread hand-offs. Each request
 /// carries its own timeout and its expected response; the session honours the inter-frame gap, skips the echo of
 /// its own request on half-duplex adapters, matches answers by address, serial, command and SEQ, resends the same
 /// SEQ and bytes on retries, calibrates its timeouts from what it observes, and keeps statistics per bus and per
@@ -119,6 +120,12 @@ public final class BusSession: Sendable {
             return try self.link.answer(command: x.command, payload: x.payload, to: x.target, timeout: x.timeout,
                                         retries: x.retries, observer: nil)
         }
+        // An idle bus: run on this thread. The inter-frame gap is kept by the next transaction's start.
+        let inline = try self.executor.runInline { () throws(BusError) -> BusLink.Answer in
+            try self.link.answer(command: x.command, payload: x.payload, to: x.target, timeout: x.timeout,
+                                 retries: x.retries, observer: nil)
+        }
+        if let inline { return inline }
         let job = AnswerJob()
         let link = UnsafeTransfer(self.link)
         self.executor.submit { run in
@@ -157,6 +164,9 @@ public final class BusSession: Sendable {
     /// between. Called from inside such a body (or a driver operation), it runs inline.
     public func withExclusiveAccess<T>(_ body: (BusLink) throws(BusError) -> T) throws(BusError) -> T {
         if self.executor.isCurrent { return try body(self.link) }
+        if let inline = try self.executor.runInline({ () throws(BusError) -> T in try body(self.link) }) {
+            return inline
+        }
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         let link = UnsafeTransfer(self.link)
@@ -231,7 +241,7 @@ public final class BusSession: Sendable {
 
     /// Counters and latency percentiles so far, for the bus and per target.
     public var statistics: BusStatistics {
-        self.shared.statistics.withLock { $0.snapshot(cpuMicros: self.executorCPUTime.micros) }
+        self.shared.statistics.withLock { $0.snapshot(cpuMicros: self.masterCPUTime.micros) }
     }
 
     /// What the session learned about a target's turnaround, and the first-byte timeout it uses now.
@@ -253,16 +263,12 @@ public final class BusSession: Sendable {
                                 isCalibrated: lag.isCalibrated)
     }
 
-    /// CPU time the session's thread has used: the bus master's own work, without its callers' (zero if the
-    /// clock cannot be read).
-    public var executorCPUTime: Duration {
-        guard let thread = self.executor.threadID else { return .zero }
-        var clockID = clockid_t()
-        guard pthread_getcpuclockid(thread, &clockID) == 0 else { return .zero }
-        var ts = timespec()
-        guard clock_gettime(clockID, &ts) == 0 else { return .zero }
-        return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
-    }
+    /// CPU time the bus master has used: its own thread's, plus transactions run inline on blocking callers'
+    /// threads; not its callers' other work (zero where thread clocks cannot be read).
+    public var masterCPUTime: Duration { self.executor.cpuTime }
+
+    /// CPU time of the session's own thread alone; with the callers' thread clocks, for benchmarks.
+    public var sessionThreadCPUTime: Duration { .nanoseconds(self.executor.threadCPUTimeNanos) }
 }
 
 /// State read from any thread: statistics and calibration, each behind its own lock (held for microseconds).

@@ -59,15 +59,15 @@ public struct BusStatistics: Sendable, Equatable {
     public var meters: [Target: BusCounters]
     /// Whether the adapter has been seen echoing our requests (a half-duplex adapter without echo suppression).
     public var echoDetected: Bool
-    /// Thread CPU time of the session's executor, the bus master's own work (microseconds).
-    public var executorCPUMicros: Int64
+    /// CPU time of the bus master's own work: its thread plus transactions run inline (microseconds).
+    public var masterCPUMicros: Int64
 
     public init(bus: BusCounters = BusCounters(), meters: [Target: BusCounters] = [:], echoDetected: Bool = false,
-                executorCPUMicros: Int64 = 0) {
+                masterCPUMicros: Int64 = 0) {
         self.bus = bus
         self.meters = meters
         self.echoDetected = echoDetected
-        self.executorCPUMicros = executorCPUMicros
+        self.masterCPUMicros = masterCPUMicros
     }
 }
 
@@ -121,6 +121,6 @@ struct StatisticsStore {
 
     func snapshot(cpuMicros: Int64) -> BusStatistics {
         BusStatistics(bus: self.bus.snapshot, meters: self.meters.mapValues(\.snapshot),
-                      echoDetected: self.echoDetected, executorCPUMicros: cpuMicros)
+                      echoDetected: self.echoDetected, masterCPUMicros: cpuMicros)
     }
 }

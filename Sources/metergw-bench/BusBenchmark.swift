@@ -162,7 +162,7 @@ enum BusBenchmark {
         var process: Int64
 
         init(bench: EmulatedBench) {
-            self.executor = bench.session.executorCPUTime.microseconds
+            self.executor = bench.session.sessionThreadCPUTime.microseconds
             self.caller = Self.clock(CLOCK_THREAD_CPUTIME_ID)
             self.emulator = bench.emulatorCPUMicros
             var usage = rusage()

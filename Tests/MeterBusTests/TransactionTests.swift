@@ -128,6 +128,46 @@ import Testing
             }
         }
 
+        /// Blocking callers run on their own threads when the bus is idle and queue behind tasks otherwise; the
+        /// wire is still used by one transaction at a time (an overlap would garble both frames on the pty).
+        @Test func threadsAndTasksTogetherUseTheWireOneAtATime() async throws {
+            try await withBus(meters: testMeters(4)) { bus in
+                let session = bus.session
+                let threads = (1...2).map { address in
+                    PeerThread { () throws -> Int in
+                        var good = 0
+                        for _ in 0..<12 {
+                            let a = UInt8(address)
+                            let status = try session.transaction(ReadStatusRequest(), to: .address(a))
+                            if status.registerUnits == TestMeter.register(of: serial(of: a)) { good += 1 }
+                        }
+                        return good
+                    }
+                }
+                let tasks = try await withThrowingTaskGroup(of: Bool.self) { group in
+                    for i in 0..<24 {
+                        let a = UInt8(i % 2 + 3)
+                        group.addTask {
+                            let status = try await session.transaction(ReadStatusRequest(), to: .address(a))
+                            return status.registerUnits == TestMeter.register(of: serial(of: a))
+                        }
+                    }
+                    var all: [Bool] = []
+                    for try await ok in group { all.append(ok) }
+                    return all
+                }
+                let threadResults = try threads.map { try $0.value() }
+                #expect(threadResults == [12, 12])
+                #expect(tasks.count == 24 && tasks.allSatisfy { $0 })
+                let stats = session.statistics
+                #expect(stats.bus.requests == 48 && stats.bus.failed == 0 && stats.bus.retries == 0)
+                #expect(stats.bus.crcErrors == 0 && stats.bus.partialFrames == 0)
+                // Inline work is the bus master's too.
+                #expect(stats.masterCPUMicros > 0)
+                for address in UInt8(1)...4 { #expect(bus.state(ofMeterAt: address).statusReads == 12) }
+            }
+        }
+
         @Test func aNakIsTypedAndNotRetried() throws {
             try withBus(meters: testMeters(1)) { bus in
                 let signer = TestSigner()
