@@ -107,6 +107,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
+        // Lints udev/ and tools/metergw.service and runs tools/install --dry-run; reads them from the repository.
+        .testTarget(name: "InstallTests"),
         .testTarget(
             name: "MetergwCLITests",
             dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "MetergwTestSupport"],
