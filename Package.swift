@@ -106,7 +106,8 @@ let package = Package(
                 "MetergwTestSupport",
             ]
         ),
-        .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
+        .testTarget(
+            name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol", "MetergwTestSupport"]),
         // Lints udev/ and tools/metergw.service and runs tools/install --dry-run; reads them from the repository.
         .testTarget(name: "InstallTests"),
         .testTarget(
