@@ -112,7 +112,9 @@ let package = Package(
         .testTarget(name: "InstallTests"),
         .testTarget(
             name: "MetergwCLITests",
-            dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "MetergwTestSupport"],
+            dependencies: [
+                "MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "BillingStore", "MetergwTestSupport",
+            ],
             exclude: ["Fixtures"]),
     ]
 )

@@ -129,7 +129,7 @@ struct ReportCommand: ParsableCommand {
 
     struct Meters: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Every meter: account, tariff, last reading, consumption, credit, purchases.",
+            abstract: "Each meter's last reading, consumption, credit and pending purchases.",
             discussion: """
                 Per meter: serial, kind, account, tariff, the last reading up to the period's end and its time, \
                 the consumption in the period (as report consumption sums it; empty without a reading in it), the \
@@ -155,9 +155,9 @@ struct ReportCommand: ParsableCommand {
                               "pendingUnits"], rows.map { r in
                 [.int(r.serial), .string(r.kind), StoreCLI.optional(r.account), .string(r.tariff),
                  ReportCommand.time(r.lastReadingTime, offset), StoreCLI.optional(r.lastRegister),
-                 StoreCLI.optional(r.consumption), StoreCLI.optional(r.credit), ReportCommand.time(r.creditTime, offset),
-                 .string(r.unitKind == 2 ? "L" : "Wh"), .int(r.lastAppliedSequence), .int(Int64(r.pendingPurchases)),
-                 .int(r.pendingUnits)]
+                 StoreCLI.optional(r.consumption), StoreCLI.optional(r.credit),
+                 ReportCommand.time(r.creditTime, offset), .string(r.unitKind == 2 ? "L" : "Wh"),
+                 .int(r.lastAppliedSequence), .int(Int64(r.pendingPurchases)), .int(r.pendingUnits)]
             })
         }
     }

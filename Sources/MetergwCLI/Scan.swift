@@ -38,7 +38,8 @@ struct Scan: ParsableCommand {
                 eta = ", about \(remaining.components.seconds + 1) s left"
             }
             if bar.enabled {
-                bar.draw(ProgressBar.line(done: p.requests, total: total, "\(p.requests) requests, \(p.found) found\(eta)"))
+                bar.draw(ProgressBar.line(done: p.requests, total: total,
+                                          "\(p.requests) requests, \(p.found) found\(eta)"))
             } else if !self.bus.json && p.requests - lastPlain >= 16 {
                 lastPlain = p.requests
                 Output.error("metergw: scan: \(p.requests) requests, \(p.found) meters found\(eta)")

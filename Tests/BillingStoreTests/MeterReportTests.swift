@@ -143,7 +143,8 @@ import Testing
         #expect(try store.insertReadings([ReadingInput(meterID: meter, time: time, register: 101),
                                           ReadingInput(meterID: meter, time: time + 1, register: 102)], by: desk) == 1)
         let stored = try store.writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT time, register FROM reading ORDER BY time").map { [$0[0], $0[1]] as [Int64] }
+            try Row.fetchAll(db, sql: "SELECT time, register FROM reading ORDER BY time")
+                .map { [$0[0], $0[1]] as [Int64] }
         }
         #expect(stored == [[time, 100], [time + 1, 102]])
     }
