@@ -23,7 +23,8 @@ extension BillingDatabase {
         public var lastRegister: Int64?
         /// Consumption in the period, as `report consumption` sums it; nil when the period has no reading.
         public var consumption: Int64?
-        /// The latest credit the meter reported (poll or card) up to the period's end, and when.
+        /// The latest credit the meter reported in the period (poll or card), and when; nil if none did. Bounded to
+        /// the period: a meter that never reports credit (no prepaid register) must not cost a scan of its years.
         public var credit: Int64?
         public var creditTime: Int64?
         /// Now, not at the period's end: the store keeps no history of these.
@@ -39,6 +40,7 @@ extension BillingDatabase {
     {
         try self.read { db in
             let offset = try Self.utcOffset(db)
+            let start = fromDay * 86400 - offset
             let end = (toDay + 1) * 86400 - offset
             let meters = try Row.fetchAll(db, sql: """
                 SELECT m.id, m.serial, m.kind, m.unitKind, m.accountId, a.number, t.name AS tariff,
@@ -50,7 +52,7 @@ extension BillingDatabase {
                 SELECT time, register FROM reading WHERE meterId = ? AND time < ? ORDER BY time DESC LIMIT 1
                 """)
             let lastCredit = try db.cachedStatement(sql: """
-                SELECT time, credit FROM reading WHERE meterId = ? AND time < ? AND credit IS NOT NULL
+                SELECT time, credit FROM reading WHERE meterId = ? AND time >= ? AND time < ? AND credit IS NOT NULL
                 ORDER BY time DESC LIMIT 1
                 """)
             let pending = try db.cachedStatement(sql: """
@@ -61,7 +63,7 @@ extension BillingDatabase {
             for (index, m) in meters.enumerated() {
                 let id: Int64 = m["id"]
                 let reading = try Row.fetchOne(lastReading, arguments: [id, end])
-                let credit = try Row.fetchOne(lastCredit, arguments: [id, end])
+                let credit = try Row.fetchOne(lastCredit, arguments: [id, start, end])
                 let owed = try Row.fetchOne(pending, arguments: [id])!
                 let days = try Self.dailyUnits(db, meter: id, fromDay: fromDay, toDay: toDay)
                 out.append(MeterReportRow(
@@ -176,6 +178,7 @@ extension BillingDatabase {
             }
         }
         episodes += raised.map { episode($0.key, $0.value, cleared: nil) }
+        guard !episodes.isEmpty else { return [] }
         episodes.sort { ($0.raised, $0.bit) < ($1.raised, $1.bit) }
         // Acknowledgements: the meter logs them with the mask it cleared (PROTOCOL.md §4.2, event 0070).
         let acks = try Row.fetchAll(db, sql: """

@@ -41,6 +41,9 @@ import Testing
         #expect(busy.tariff == "flat" && busy.unitKind == 1)
         #expect(busy.lastReadingTime == Self.t(5, 12) && busy.lastRegister == 1600)
         #expect(busy.credit == 8900 && busy.creditTime == Self.t(0, 1))
+        // The credit is looked for in the period only: from November 2nd no reading carried one.
+        let later = try store.meterReport(fromDay: Self.nov1 + 1, toDay: Self.nov30)[1]
+        #expect(later.credit == nil && later.creditTime == nil && later.lastRegister == 1600)
         #expect(busy.consumption == 600)
         let consumption = try store.consumptionReport(fromDay: Self.nov1, toDay: Self.nov30, by: .month)
         #expect(consumption.map(\.units) == [busy.consumption!])

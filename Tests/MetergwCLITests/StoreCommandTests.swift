@@ -206,7 +206,7 @@ import Testing
         let desk = try Desk()
         try desk.setUp()
         #expect(try desk.run(["account", "add", "--name", "No meter"]).status == 0)
-        let count = 150
+        let count = 300
         var csv = "date,reference,account,amount,currency,purpose\n"
         for i in 1...count {
             // Top-ups become queued purchases for account 1's meter, credits go on account 2's balance.
@@ -231,6 +231,8 @@ import Testing
             }
         }
         #expect(imported.count == count && imported.values.allSatisfy { $0 == 1 }, "\(imported)")
+        // How the two shared the work (both at once, or one after the other) varies: it is shown, not asserted.
+        print("payments import at once: \(results.map { $0.stdout.split(separator: "\n").last ?? "" })")
         let list = try desk.run(["purchase", "list", "--json"])
         let purchases = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
         #expect(purchases.count == count - count / 3, "one queued purchase per top-up")
