@@ -100,6 +100,19 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("etc/metergw").path))
     }
 
+    /// Relative paths mean where the operator stands, though the script works from the checkout.
+    @Test func relativePathsAreTheCallersNotTheCheckouts() throws {
+        let here = try Self.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: here) }
+        try "#!/bin/sh\n".write(to: here.appendingPathComponent("metergw"), atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755],
+                                              ofItemAtPath: here.appendingPathComponent("metergw").path)
+        let result = try Programs.run("/bin/bash", [Self.script, "--prefix", "stage", "--binary", "metergw"],
+                                      directory: here)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(Self.files(under: here.appendingPathComponent("stage")) == Self.installed)
+    }
+
     @Test func refusesWhatItCannotDo() throws {
         let root = try Self.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -30,9 +30,10 @@ enum Programs {
 
     /// Runs a program to its end with stdout and stderr together; the timeout only guards against a hang.
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-                    timeout: TimeInterval = 120) throws -> ProcessResult {
+                    directory: URL? = nil, timeout: TimeInterval = 120) throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
+        if let directory { process.currentDirectoryURL = directory }
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let pipe = Pipe()
