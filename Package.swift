@@ -113,7 +113,8 @@ let package = Package(
         .testTarget(
             name: "MetergwCLITests",
             dependencies: [
-                "MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "BillingStore", "MetergwTestSupport",
+                "MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "BillingStore", "MeterEmulator",
+                "MetergwTestSupport",
             ],
             exclude: ["Fixtures"]),
     ]

@@ -1,4 +1,5 @@
 import Foundation
+import MeterEmulator
 import MeterProtocol
 import MetergwTestSupport
 import Prepaid
@@ -10,15 +11,15 @@ import Testing
 @Suite(.serialized) struct CardWriterFaultTests {
     typealias Desk = DeskFlowTests.Desk
 
-    /// The seed for which the emulator's `vanish` rule at `ppm` fires on the writer's `answer`-th answer and on
-    /// none other of the first `answers`. The emulator rolls each rule once per answer of the device it names, with
-    /// SplitMix64 from the seed, firing when `next() % 1_000_000 < ppm` (FaultDice, docs/EMULATOR.md "Faults").
-    /// The test checks the vanish really came where it was meant to, so a change there fails loudly.
-    static func seed(vanishingAt answer: Int, of answers: Int, ppm: UInt64) -> UInt64? {
+    /// The seed for which the emulator's one `vanish` rule at `ppm` fires on the writer's `answer`-th answer and
+    /// on none other of the first `answers`: the emulator rolls each rule of a device once per answer of that
+    /// device, with the emulator's own dice (docs/EMULATOR.md "Faults"). The test checks the vanish came where it
+    /// was meant to, so a change in how faults draw fails it loudly.
+    static func seed(vanishingAt answer: Int, of answers: Int, ppm: UInt32) -> UInt64? {
         let wanted = (1...answers).map { $0 == answer }
         return (1...200_000 as ClosedRange<UInt64>).first { seed in
-            var dice = SeededGenerator(seed: seed)
-            return (1...answers).map { _ in dice.next() % 1_000_000 < ppm } == wanted
+            var dice = FaultDice(seed: seed)
+            return (1...answers).map { _ in dice.roll(ppm) } == wanted
         }
     }
 
