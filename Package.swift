@@ -106,10 +106,16 @@ let package = Package(
                 "MetergwTestSupport",
             ]
         ),
-        .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
+        .testTarget(
+            name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol", "MetergwTestSupport"]),
+        // Lints udev/ and tools/metergw.service and runs tools/install --dry-run; reads them from the repository.
+        .testTarget(name: "InstallTests"),
         .testTarget(
             name: "MetergwCLITests",
-            dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "MetergwTestSupport"],
+            dependencies: [
+                "MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "BillingStore", "MeterEmulator",
+                "MetergwTestSupport",
+            ],
             exclude: ["Fixtures"]),
     ]
 )

@@ -63,32 +63,27 @@ extension BillingDatabase {
 
     /// Consumption per meter in local days `fromDay...toDay`, per day or month, from the daily summary (not the raw
     /// readings): a day's consumption is its last register minus the previous known day's last register (or its
-    /// own first register when none is known before). Independent of the number of raw readings.
-    public func consumptionReport(fromDay: Int64, toDay: Int64, by granularity: Granularity)
+    /// own first register when none is known before). Independent of the number of raw readings. Walks the meters
+    /// one by one (by serial), calling `progress` after each.
+    public func consumptionReport(fromDay: Int64, toDay: Int64, by granularity: Granularity,
+                                  progress: ReportProgress? = nil)
         throws(StoreError) -> [ConsumptionRow]
     {
         try self.read { db in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT m.serial, m.unitKind, d.day,
-                       d.lastRegister - coalesce(
-                           (SELECT p.lastRegister FROM dailyConsumption p
-                            WHERE p.meterId = d.meterId AND p.day < d.day ORDER BY p.day DESC LIMIT 1),
-                           d.firstRegister) AS units
-                FROM dailyConsumption d JOIN meter m ON m.id = d.meterId
-                WHERE d.day BETWEEN ? AND ?
-                ORDER BY m.serial, d.day
-                """, arguments: [fromDay, toDay])
+            let meters = try Row.fetchAll(db, sql: "SELECT id, serial, unitKind FROM meter ORDER BY serial")
             var out: [ConsumptionRow] = []
-            for row in rows {
-                let day: Int64 = row["day"]
-                let period = granularity == .day ? LocalTime.dateText(day: day) : LocalTime.monthText(day: day)
-                let serial: Int64 = row["serial"]
-                if let last = out.last, last.meterSerial == serial, last.period == period {
-                    out[out.count - 1].units += row["units"] as Int64
-                } else {
-                    out.append(ConsumptionRow(period: period, meterSerial: serial, unitKind: row["unitKind"],
-                                              units: row["units"]))
+            for (index, meter) in meters.enumerated() {
+                let serial: Int64 = meter["serial"]
+                for (day, units) in try Self.dailyUnits(db, meter: meter["id"], fromDay: fromDay, toDay: toDay) {
+                    let period = granularity == .day ? LocalTime.dateText(day: day) : LocalTime.monthText(day: day)
+                    if let last = out.last, last.meterSerial == serial, last.period == period {
+                        out[out.count - 1].units += units
+                    } else {
+                        out.append(ConsumptionRow(period: period, meterSerial: serial, unitKind: meter["unitKind"],
+                                                  units: units))
+                    }
                 }
+                progress?(index + 1, meters.count)
             }
             return out
         }
@@ -114,7 +109,6 @@ extension BillingDatabase {
 
     public func statement(account reference: String, monthStartDay: Int64) throws(StoreError) -> Statement {
         let endDay = LocalTime.nextMonth(day: monthStartDay) - 1
-        let consumption = try self.consumptionReport(fromDay: monthStartDay, toDay: endDay, by: .month)
         return try self.read { db in
             let account = try Self.findAccount(db, reference)
             let offset = try Self.utcOffset(db)
@@ -134,6 +128,9 @@ extension BillingDatabase {
                 WHERE accountId = ? AND state <> 'cancelled' AND createdAt >= ? AND createdAt < ?
                 """, arguments: [account.id, from, to])!
             let meter = try Meter.filter(Column("accountId") == account.id).fetchOne(db)
+            let consumption = try meter.map { m in
+                try Self.dailyUnits(db, meter: m.id!, fromDay: monthStartDay, toDay: endDay).reduce(0) { $0 + $1.units }
+            }
             let (deposits, charged, refunds, payouts) = (try sum("deposit"), try sum("purchase"), try sum("refund"),
                                                         try sum("payout"))
             return Statement(
@@ -141,7 +138,7 @@ extension BillingDatabase {
                 openingBalanceMinor: opening, depositsMinor: deposits, chargedMinor: -charged, refundsMinor: refunds,
                 payoutsMinor: -payouts, closingBalanceMinor: opening + deposits + charged + refunds + payouts,
                 purchases: bought["n"], unitsBought: bought["units"],
-                consumption: meter.map { m in consumption.filter { $0.meterSerial == m.serial }.reduce(0) { $0 + $1.units } },
+                consumption: consumption,
                 unitKind: meter?.unitKind)
         }
     }

@@ -2,11 +2,13 @@ import ArgumentParser
 import BillingStore
 import MeterProtocol
 
-/// `metergw report`: sales, consumption, balances, statements and receipt reprints (docs/STORE.md §6).
+/// `metergw report`: sales, consumption, meters, alarms, balances, statements and receipt reprints
+/// (docs/STORE.md §6).
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report", abstract: "Reports from the billing store: --csv, --json or a table.",
-        subcommands: [Sales.self, Consumption.self, Balances.self, Statement.self, Receipt.self])
+        subcommands: [Sales.self, Consumption.self, Meters.self, Alarms.self, Balances.self, Statement.self,
+                      Receipt.self])
 
     struct Range: ParsableArguments {
         @Option(help: "First day, YYYY-MM-DD (local time).") var from: String
@@ -27,12 +29,16 @@ struct ReportCommand: ParsableCommand {
 
         /// Prints rows as CSV, JSON objects or aligned columns.
         func emit(_ header: [String], _ rows: [[JSONValue]]) {
-            if self.json {
+            Self.emit(header, rows, csv: self.csv, json: self.json)
+        }
+
+        static func emit(_ header: [String], _ rows: [[JSONValue]], csv: Bool, json: Bool) {
+            if json {
                 Output.line(JSONValue.array(rows.map { .object(Array(zip(header, $0))) }).rendered())
                 return
             }
             let text = rows.map { $0.map(Self.text) }
-            if self.csv {
+            if csv {
                 Output.line(header.joined(separator: ","))
                 for row in text { Output.line(row.joined(separator: ",")) }
                 return
@@ -84,10 +90,105 @@ struct ReportCommand: ParsableCommand {
         func run() throws {
             let (from, to, by) = try self.range.days()
             let db = try self.store.open()
-            let rows = try StoreCLI.run { try db.consumptionReport(fromDay: from, toDay: to, by: by) }
+            let bar = ProgressBar()
+            let rows = try StoreCLI.run {
+                try db.consumptionReport(fromDay: from, toDay: to, by: by) { done, total in
+                    bar.show(done: done, total: total, "report consumption: \(done) of \(total) meters")
+                }
+            }
+            bar.clear()
             self.range.emit(["period", "meter", "units", "unit"], rows.map { r in
                 [.string(r.period), .int(r.meterSerial), .int(r.units),
                  .string(r.unitKind == 2 ? "L" : "Wh")]
+            })
+        }
+    }
+
+    /// `--from`/`--to` and the output format, for reports that have no `--by`.
+    struct Period: ParsableArguments {
+        @Option(help: "First day, YYYY-MM-DD (local time).") var from: String
+        @Option(help: "Last day, YYYY-MM-DD (inclusive).") var to: String
+        @Flag(help: "Comma-separated values with a header line.") var csv = false
+        @Flag(help: "One JSON array.") var json = false
+
+        func days() throws -> (Int64, Int64) {
+            guard let from = LocalTime.parseDate(self.from), let to = LocalTime.parseDate(self.to), from <= to else {
+                throw CLIError(.usage, "--from and --to are YYYY-MM-DD dates, from not after to")
+            }
+            return (from, to)
+        }
+
+        func emit(_ header: [String], _ rows: [[JSONValue]]) {
+            Range.emit(header, rows, csv: self.csv, json: self.json)
+        }
+    }
+
+    static func time(_ time: Int64?, _ offset: Int64) -> JSONValue {
+        time.map { .string(LocalTime.text($0, offset: offset)) } ?? .null
+    }
+
+    struct Meters: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Each meter's last reading, consumption, credit and pending purchases.",
+            discussion: """
+                Per meter: serial, kind, account, tariff, the last reading up to the period's end and its time, \
+                the consumption in the period (as report consumption sums it; empty without a reading in it), the \
+                latest credit the meter reported and when, and, as of now, its last applied purchase sequence and \
+                the purchases still pending (sold, not yet confirmed by the meter). Shows progress on a terminal.
+                """)
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var period: Period
+
+        func run() throws {
+            let (from, to) = try self.period.days()
+            let db = try self.store.open()
+            let bar = ProgressBar()
+            let (offset, rows) = try StoreCLI.run {
+                let offset = try db.utcOffsetSeconds()
+                return (offset, try db.meterReport(fromDay: from, toDay: to) { done, total in
+                    bar.show(done: done, total: total, "report meters: \(done) of \(total) meters")
+                })
+            }
+            bar.clear()
+            self.period.emit(["meter", "kind", "account", "tariff", "lastReading", "register", "consumption",
+                              "credit", "creditAt", "unit", "lastAppliedSequence", "pendingPurchases",
+                              "pendingUnits"], rows.map { r in
+                [.int(r.serial), .string(r.kind), StoreCLI.optional(r.account), .string(r.tariff),
+                 ReportCommand.time(r.lastReadingTime, offset), StoreCLI.optional(r.lastRegister),
+                 StoreCLI.optional(r.consumption), StoreCLI.optional(r.credit),
+                 ReportCommand.time(r.creditTime, offset), .string(r.unitKind == 2 ? "L" : "Wh"),
+                 .int(r.lastAppliedSequence), .int(Int64(r.pendingPurchases)), .int(r.pendingUnits)]
+            })
+        }
+    }
+
+    struct Alarms: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Alarm episodes per meter: raised, cleared, acknowledged, how long.",
+            discussion: """
+                An episode runs from the first reading that showed an alarm bit to the first that showed it \
+                clear; every episode that overlaps the period is listed, with its real start and end. \
+                "acknowledged" is the meter's own record of an alarms ack (event 0070) during the episode. An \
+                alarm still set has no "cleared", and its duration runs to now. Shows progress on a terminal.
+                """)
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var period: Period
+
+        func run() throws {
+            let (from, to) = try self.period.days()
+            let db = try self.store.open()
+            let bar = ProgressBar()
+            let (offset, rows) = try StoreCLI.run {
+                let offset = try db.utcOffsetSeconds()
+                return (offset, try db.alarmReport(fromDay: from, toDay: to, now: self.store.actor.now) { done, total in
+                    bar.show(done: done, total: total, "report alarms: \(done) of \(total) meters")
+                })
+            }
+            bar.clear()
+            self.period.emit(["meter", "alarm", "raised", "cleared", "acknowledged", "durationSeconds"], rows.map { e in
+                [.int(e.meterSerial), .string(e.alarm), ReportCommand.time(e.raised, offset),
+                 ReportCommand.time(e.cleared, offset), ReportCommand.time(e.acknowledged, offset),
+                 .int(e.durationSeconds)]
             })
         }
     }

@@ -27,7 +27,7 @@ struct Scan: ParsableCommand {
         let driver = NativeDriver(session: session)
         let clock = ContinuousClock()
         let start = clock.now
-        let terminal = standardErrorIsTerminal && !self.bus.json
+        let bar = ProgressBar(enabled: standardErrorIsTerminal && !self.bus.json)
         var lastPlain = 0
         let progress: (ScanProgress) -> Void = { p in
             let elapsed = clock.now - start
@@ -37,11 +37,9 @@ struct Scan: ParsableCommand {
                 let remaining = elapsed * Double(p.estimatedRemainingRequests) / Double(p.requests)
                 eta = ", about \(remaining.components.seconds + 1) s left"
             }
-            if terminal {
-                let width = 30
-                let done = total == 0 ? width : min(width, width * p.requests / max(total, 1))
-                Output.write(2, "\r[\(String(repeating: "#", count: done))\(String(repeating: ".", count: width - done))] "
-                             + "\(p.requests) requests, \(p.found) found\(eta)   ")
+            if bar.enabled {
+                bar.draw(ProgressBar.line(done: p.requests, total: total,
+                                          "\(p.requests) requests, \(p.found) found\(eta)"))
             } else if !self.bus.json && p.requests - lastPlain >= 16 {
                 lastPlain = p.requests
                 Output.error("metergw: scan: \(p.requests) requests, \(p.found) meters found\(eta)")
@@ -51,7 +49,7 @@ struct Scan: ParsableCommand {
             self.sweep ? try driver.sweep(timeout: self.bus.timeoutDuration, progress: progress)
                 : try driver.scan(progress: progress)
         }
-        if terminal { Output.write(2, "\r" + String(repeating: " ", count: 78) + "\r") }
+        bar.clear()
 
         var rows: [Row] = []
         for meter in report.meters {

@@ -101,6 +101,16 @@ enum StoreBench {
               + " target 100000 rows/s: \(Double(total) / loadSeconds >= 100_000 ? "ok" : "MISSED"))")
         print("monthly-report        \(String(format: "%.3f", best)) s   (\(LocalTime.monthText(day: monthStart)), "
               + "\(reportRows) meter rows, \(sum) Wh in all; target 2 s: \(best < 2 ? "ok" : "MISSED"))")
+        // `report meters` over the same month: per meter its last reading, consumption, credit and purchases.
+        var bestMeters = Double.infinity
+        var meterRows = 0
+        for _ in 0..<3 {
+            bestMeters = min(bestMeters, try Self.seconds {
+                meterRows = try store.meterReport(fromDay: monthStart, toDay: monthEnd).count
+            })
+        }
+        print("meter-report          \(String(format: "%.3f", bestMeters)) s   (\(meterRows) meters; target 2 s: "
+              + "\(bestMeters < 2 ? "ok" : "MISSED"))")
         print("database size         \(size / 1_048_576) MiB (\(size) bytes after a WAL checkpoint)")
     }
 }

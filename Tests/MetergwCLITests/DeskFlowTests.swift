@@ -29,11 +29,13 @@ import Testing
         let emulator: EmulatorProcess
         let db: String
 
-        init() throws {
+        /// `emulatorArguments` add to the emulator's command line (e.g. `--faults`).
+        init(emulatorArguments: [String] = []) throws {
             self.dir = try EmulatorProcess.makeDirectory()
             self.emulator = try EmulatorProcess(
                 directory: self.dir,
-                arguments: ["--meters", "1", "--card-writer", "--state", self.dir.appendingPathComponent("state.json").path])
+                arguments: ["--meters", "1", "--card-writer", "--state",
+                            self.dir.appendingPathComponent("state.json").path] + emulatorArguments)
             self.db = self.dir.appendingPathComponent("billing.sqlite").path
         }
 

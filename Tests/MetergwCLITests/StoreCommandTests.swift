@@ -1,4 +1,5 @@
 import Foundation
+import MetergwTestSupport
 import Testing
 
 /// The billing store's desk commands, run as a separate process on a real SQLite file: human and `--json` output,
@@ -197,5 +198,47 @@ import Testing
         let reprint = try desk.run(["report", "receipt", "1"])
         #expect(reprint.stdout.contains("request id  bank:BK-1"))
         #expect(try desk.run(["db", "check"]).status == 0)
+    }
+
+    /// Two clerks import the same bank file at once, from two processes on one database: every payment is imported
+    /// exactly once, by one of them, and the other refuses it as a duplicate.
+    @Test func paymentsImportRunTwiceAtOnceImportsEachPaymentOnce() throws {
+        let desk = try Desk()
+        try desk.setUp()
+        #expect(try desk.run(["account", "add", "--name", "No meter"]).status == 0)
+        let count = 300
+        var csv = "date,reference,account,amount,currency,purpose\n"
+        for i in 1...count {
+            // Top-ups become queued purchases for account 1's meter, credits go on account 2's balance.
+            csv += i % 3 == 0 ? "2026-11-24,BK-\(i),2,1.\(i % 100 < 10 ? "0" : "")\(i % 100),CNY,credit\n"
+                : "2026-11-24,BK-\(i),1,\(i).00,CNY,topup\n"
+        }
+        let file = desk.db + ".csv"
+        try csv.write(toFile: file, atomically: true, encoding: .utf8)
+        let clerks = (0..<2).map { _ in PeerThread { try desk.run(["payments", "import", file]) } }
+        let results = try clerks.map { try $0.value() }
+        var imported: [String: Int] = [:]
+        for r in results {
+            #expect([0, 76].contains(r.status), "\(r.status): \(r.stderr)")
+            let lines = r.stdout.split(separator: "\n")
+            #expect(lines.count == count + 1, "\(r.stdout) \(r.stderr)")
+            for line in lines where !line.contains("REFUSED") && line.hasPrefix("line ") {
+                let reference = String(line.split(separator: " ")[2].dropLast())
+                imported[reference, default: 0] += 1
+            }
+            for line in lines where line.contains("REFUSED") {
+                #expect(line.contains("was imported before"), "\(line)")
+            }
+        }
+        #expect(imported.count == count && imported.values.allSatisfy { $0 == 1 }, "\(imported)")
+        // How the two shared the work (both at once, or one after the other) varies: it is shown, not asserted.
+        print("payments import at once: \(results.map { $0.stdout.split(separator: "\n").last ?? "" })")
+        let list = try desk.run(["purchase", "list", "--json"])
+        let purchases = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        #expect(purchases.count == count - count / 3, "one queued purchase per top-up")
+        #expect(try desk.run(["db", "check"]).status == 0)
+        // Once more, after both: everything is a duplicate.
+        let again = try desk.run(["payments", "import", file])
+        #expect(again.status == 76 && again.stdout.hasSuffix("0 imported, \(count) refused\n"), "\(again.stdout)")
     }
 }
