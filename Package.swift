@@ -13,11 +13,13 @@ let package = Package(
         .library(name: "Prepaid", targets: ["Prepaid"]),
         .library(name: "MeterBus", targets: ["MeterBus"]),
         .library(name: "BillingStore", targets: ["BillingStore"]),
+        .library(name: "CentralStore", targets: ["CentralStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // MARK: C glue (kernel headers only, no logic)
@@ -47,6 +49,11 @@ let package = Package(
             name: "BillingStore",
             dependencies: ["Prepaid", "MeterProtocol", .product(name: "GRDB", package: "GRDB.swift")]),
 
+        // The central store of a billing centre: PostgreSQL through postgres-nio.
+        .target(
+            name: "CentralStore",
+            dependencies: ["Prepaid", .product(name: "PostgresNIO", package: "postgres-nio")]),
+
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
         // A simplified meter for the bus master's tests and benchmark; not the prepaid meter model.
@@ -69,6 +76,7 @@ let package = Package(
                 "Prepaid",
                 "KeyStore",
                 "BillingStore",
+                "CentralStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -108,6 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol", "MetergwTestSupport"]),
+        .testTarget(name: "CentralStoreTests", dependencies: ["CentralStore", "MetergwTestSupport"]),
         // Lints udev/ and tools/metergw.service and runs tools/install --dry-run; reads them from the repository.
         .testTarget(name: "InstallTests"),
         .testTarget(

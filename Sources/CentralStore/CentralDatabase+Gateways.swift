@@ -1,0 +1,80 @@
+import PostgresNIO
+
+/// A gateway known to the centre.
+public struct CentralGateway: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var name: String
+    /// The PostgreSQL login the gateway uses for sync.
+    public var login: String
+    public var createdAt: Int64
+    public var ackedSequence: Int64
+    public var lastBatchAt: Int64?
+    public var lastError: String?
+}
+
+extension CentralDatabase {
+    /// The login name of a gateway: a prefix keeps gateways' roles apart from people's.
+    public static func login(ofGateway name: String) -> String { "metergw_gw_" + name.replacing("-", with: "_") }
+
+    /// Registers a gateway and creates its login (the centre's user needs CREATEROLE). The password is the
+    /// gateway's secret for its `--central-url`.
+    public func addGateway(name: String, password: String, now: Int64) async throws(CentralError) -> CentralGateway {
+        guard name.wholeMatch(of: /[a-z0-9][a-z0-9_-]{0,39}/) != nil else {
+            throw .constraint("a gateway name is 1 to 40 lower-case letters, digits, '-' or '_', starting with a "
+                              + "letter or digit: \(name)")
+        }
+        guard password.count >= 12 else {
+            throw .constraint("a gateway's password must have at least 12 characters")
+        }
+        let login = Self.login(ofGateway: name)
+        return try await self.transaction { connection in
+            try await connection.execute("SELECT metergw_create_gateway_login(\(login), \(password))",
+                                       logger: self.logger)
+            let id = try await Self.scalar(connection.query("""
+                INSERT INTO gateway (name, login, created_at) VALUES (\(name), \(login), \(now)) RETURNING id
+                """, logger: self.logger), as: Int64.self)!
+            try await connection.execute("INSERT INTO gateway_sync (gateway_id) VALUES (\(id))", logger: self.logger)
+            try await connection.execute("""
+                INSERT INTO audit_log (time, operator, action, entity, entity_id, detail)
+                VALUES (\(now), \(self.url.username), 'gateway.add', 'gateway', \(id),
+                        jsonb_build_object('name', \(name)::text, 'login', \(login)::text))
+                """, logger: self.logger)
+            return CentralGateway(id: id, name: name, login: login, createdAt: now, ackedSequence: 0,
+                                  lastBatchAt: nil, lastError: nil)
+        }
+    }
+
+    /// Every gateway with its sync position.
+    public func gateways() async throws(CentralError) -> [CentralGateway] {
+        try await self.run {
+            let rows = try await self.connection.query("""
+                SELECT g.id, g.name, g.login::text, g.created_at, s.acked_sequence, s.last_batch_at, s.last_error
+                FROM gateway g JOIN gateway_sync s ON s.gateway_id = g.id ORDER BY g.name
+                """, logger: self.logger)
+            var result: [CentralGateway] = []
+            for try await (id, name, login, created, acked, last, error)
+                in rows.decode((Int64, String, String, Int64, Int64, Int64?, String?).self)
+            {
+                result.append(CentralGateway(id: id, name: name, login: login, createdAt: created,
+                                             ackedSequence: acked, lastBatchAt: last, lastError: error))
+            }
+            return result
+        }
+    }
+
+    /// Places a meter under a gateway (or none), as the centre; readings for it are then accepted from that
+    /// gateway only. The meter must exist centrally (created by the desk).
+    public func assign(meterSerial: UInt32, toGateway name: String?) async throws(CentralError) {
+        try await self.transaction { connection in
+            let updated = try await Self.scalar(connection.query("""
+                WITH g AS (SELECT id FROM gateway WHERE name = \(name))
+                UPDATE meter SET gateway_id = (SELECT id FROM g) WHERE serial = \(Int64(meterSerial))
+                    AND (\(name)::text IS NULL OR EXISTS (SELECT 1 FROM g))
+                RETURNING id
+                """, logger: self.logger), as: Int64.self)
+            guard updated != nil else {
+                throw CentralError.constraint("no meter with serial \(meterSerial), or no gateway \(name ?? "-")")
+            }
+        }
+    }
+}

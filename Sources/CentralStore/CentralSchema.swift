@@ -1,0 +1,410 @@
+/// The central store's schema: named, append-only migrations (a shipped one is never edited; a change is a new
+/// one). The same domain and constraints as the gateway's SQLite store (docs/STORE.md), with what a centre adds:
+/// gateways, their logins and what each may touch, the sync acknowledgements, and conflicts for a person.
+/// docs/CENTRAL.md documents it.
+enum CentralSchema {
+    struct Migration: Sendable {
+        var name: String
+        var sql: String
+    }
+
+    static let migrations: [Migration] = [
+        Migration(name: "c1-central", sql: c1Central + gatewayLoginFunction),
+    ]
+
+    /// Money in minor units, units in Wh or litres, times in Unix seconds: all bigint, never float.
+    static let c1Central = #"""
+        CREATE TABLE setting (
+            key text PRIMARY KEY,
+            value text NOT NULL
+        );
+        INSERT INTO setting (key, value) VALUES ('utcOffsetSeconds', '28800');
+
+        -- Refuses UPDATE and DELETE on append-only tables; the message names the table.
+        CREATE FUNCTION metergw_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+        END $$;
+
+        CREATE TABLE gateway (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,39}$'),
+            login name NOT NULL UNIQUE,
+            created_at bigint NOT NULL,
+            retired_at bigint
+        );
+
+        CREATE TABLE audit_log (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            time bigint NOT NULL,
+            operator text NOT NULL CHECK (length(operator) > 0),
+            action text NOT NULL CHECK (length(action) > 0),
+            entity text NOT NULL,
+            entity_id bigint,
+            detail jsonb NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX audit_log_by_entity ON audit_log (entity, entity_id);
+        CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+            FOR EACH ROW EXECUTE FUNCTION metergw_append_only();
+
+        CREATE TABLE customer (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name text NOT NULL CHECK (length(trim(name)) > 0),
+            address text,
+            phone text,
+            created_at bigint NOT NULL
+        );
+
+        CREATE TABLE account (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            customer_id bigint NOT NULL REFERENCES customer (id),
+            number bigint NOT NULL UNIQUE CHECK (number > 0),
+            currency text NOT NULL CHECK (length(currency) = 3),
+            balance_minor bigint NOT NULL DEFAULT 0 CHECK (balance_minor >= 0),
+            state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed')),
+            opened_at bigint NOT NULL,
+            closed_at bigint,
+            CHECK ((state = 'closed') = (closed_at IS NOT NULL)),
+            CHECK (state = 'open' OR balance_minor = 0)
+        );
+        CREATE INDEX account_by_customer ON account (customer_id);
+        CREATE FUNCTION metergw_account_stays_closed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF OLD.state = 'closed' AND NEW.state <> 'closed' THEN
+                RAISE EXCEPTION 'a closed account stays closed';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER account_stays_closed BEFORE UPDATE OF state ON account
+            FOR EACH ROW EXECUTE FUNCTION metergw_account_stays_closed();
+
+        CREATE TABLE tariff (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name text NOT NULL UNIQUE CHECK (length(trim(name)) > 0),
+            currency text NOT NULL CHECK (length(currency) = 3),
+            unit_kind smallint NOT NULL CHECK (unit_kind IN (1, 2)),
+            created_at bigint NOT NULL
+        );
+
+        CREATE TABLE tariff_version (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tariff_id bigint NOT NULL REFERENCES tariff (id),
+            version integer NOT NULL CHECK (version >= 1),
+            valid_from bigint NOT NULL,
+            utc_offset_seconds integer NOT NULL CHECK (utc_offset_seconds BETWEEN -86400 AND 86400),
+            definition jsonb NOT NULL,
+            created_at bigint NOT NULL,
+            UNIQUE (tariff_id, version),
+            UNIQUE (tariff_id, valid_from)
+        );
+        CREATE TRIGGER tariff_version_immutable BEFORE UPDATE OR DELETE ON tariff_version
+            FOR EACH ROW EXECUTE FUNCTION metergw_append_only();
+
+        CREATE TABLE meter (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            serial bigint NOT NULL UNIQUE CHECK (serial BETWEEN 1 AND 4294967294),
+            kind text NOT NULL CHECK (kind IN ('electricity', 'water', 'heat')),
+            unit_kind smallint NOT NULL CHECK (unit_kind IN (1, 2)),
+            gateway_id bigint REFERENCES gateway (id),
+            bus text,
+            address smallint CHECK (address IS NULL OR address BETWEEN 1 AND 247),
+            tariff_id bigint NOT NULL REFERENCES tariff (id),
+            key_revision smallint NOT NULL DEFAULT 1 CHECK (key_revision BETWEEN 0 AND 255),
+            account_id bigint REFERENCES account (id),
+            sequence_base bigint NOT NULL DEFAULT 0 CHECK (sequence_base BETWEEN 0 AND 4294967295),
+            last_applied_sequence bigint NOT NULL DEFAULT 0
+                CHECK (last_applied_sequence BETWEEN sequence_base AND 4294967295),
+            fixed_charges_from bigint NOT NULL DEFAULT 0,
+            created_at bigint NOT NULL,
+            CHECK ((kind = 'water') = (unit_kind = 2))
+        );
+        CREATE UNIQUE INDEX meter_one_per_account ON meter (account_id) WHERE account_id IS NOT NULL;
+        CREATE INDEX meter_by_gateway ON meter (gateway_id, id);
+        CREATE FUNCTION metergw_meter_rules() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF (SELECT unit_kind FROM tariff WHERE id = NEW.tariff_id) <> NEW.unit_kind THEN
+                RAISE EXCEPTION 'the tariff sells another unit than the meter counts';
+            END IF;
+            IF TG_OP = 'UPDATE' THEN
+                IF NEW.last_applied_sequence < OLD.last_applied_sequence THEN
+                    RAISE EXCEPTION 'a meter''s last applied sequence never goes back';
+                END IF;
+                IF NEW.sequence_base <> OLD.sequence_base OR NEW.serial <> OLD.serial THEN
+                    RAISE EXCEPTION 'a meter''s serial and sequence base never change';
+                END IF;
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER meter_rules BEFORE INSERT OR UPDATE ON meter
+            FOR EACH ROW EXECUTE FUNCTION metergw_meter_rules();
+
+        CREATE TABLE card (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            serial bigint NOT NULL UNIQUE CHECK (serial BETWEEN 1 AND 4294967294),
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            account_id bigint NOT NULL REFERENCES account (id),
+            generation integer NOT NULL CHECK (generation BETWEEN 1 AND 65535),
+            state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'replaced')),
+            issued_at bigint NOT NULL,
+            UNIQUE (meter_id, generation)
+        );
+        CREATE UNIQUE INDEX card_one_active_per_meter ON card (meter_id) WHERE state = 'active';
+
+        CREATE TABLE bank_payment (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            reference text NOT NULL UNIQUE CHECK (length(reference) BETWEEN 1 AND 200),
+            date text NOT NULL,
+            account_id bigint NOT NULL REFERENCES account (id),
+            amount_minor bigint NOT NULL CHECK (amount_minor > 0),
+            currency text NOT NULL CHECK (length(currency) = 3),
+            purpose text NOT NULL DEFAULT '',
+            imported_at bigint NOT NULL,
+            operator text NOT NULL CHECK (length(operator) > 0)
+        );
+
+        CREATE TABLE purchase (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            request_id text NOT NULL UNIQUE CHECK (length(request_id) BETWEEN 1 AND 200),
+            account_id bigint NOT NULL REFERENCES account (id),
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            sequence bigint NOT NULL CHECK (sequence BETWEEN 1 AND 4294967295),
+            mode text NOT NULL CHECK (mode IN ('card', 'remote')),
+            state text NOT NULL CHECK (state IN ('created', 'written', 'queued', 'applied', 'cancelled')),
+            currency text NOT NULL CHECK (length(currency) = 3),
+            paid_minor bigint NOT NULL CHECK (paid_minor > 0),
+            balance_used_minor bigint NOT NULL CHECK (balance_used_minor >= 0),
+            fixed_charges_minor bigint NOT NULL CHECK (fixed_charges_minor >= 0),
+            value_minor bigint NOT NULL CHECK (value_minor >= 0),
+            remainder_minor bigint NOT NULL CHECK (remainder_minor >= 0),
+            units bigint NOT NULL CHECK (units BETWEEN 1 AND 4294967295),
+            unit_kind smallint NOT NULL CHECK (unit_kind IN (1, 2)),
+            tier_position bigint NOT NULL CHECK (tier_position >= 0),
+            unpaid_fixed_charges integer NOT NULL CHECK (unpaid_fixed_charges >= 0),
+            fixed_paid_through bigint NOT NULL,
+            tariff_version_id bigint NOT NULL REFERENCES tariff_version (id),
+            sale jsonb NOT NULL,
+            card_id bigint REFERENCES card (id),
+            payment_id bigint REFERENCES bank_payment (id),
+            created_at bigint NOT NULL,
+            written_at bigint,
+            applied_at bigint,
+            applied_source text CHECK (applied_source IS NULL OR applied_source IN ('card', 'remote', 'reading')),
+            cancelled_at bigint,
+            operator text NOT NULL CHECK (length(operator) > 0),
+            UNIQUE (meter_id, sequence),
+            CHECK (paid_minor + balance_used_minor = fixed_charges_minor + value_minor + remainder_minor),
+            CHECK (mode = 'card' OR state IN ('queued', 'applied', 'cancelled')),
+            CHECK (mode = 'remote' OR state IN ('created', 'written', 'applied', 'cancelled')),
+            CHECK (state <> 'written' OR (card_id IS NOT NULL AND written_at IS NOT NULL)),
+            CHECK ((state = 'applied') = (applied_at IS NOT NULL AND applied_source IS NOT NULL)),
+            CHECK ((state = 'cancelled') = (cancelled_at IS NOT NULL))
+        );
+        CREATE INDEX purchase_by_account ON purchase (account_id, created_at);
+        CREATE INDEX purchase_by_time ON purchase (created_at);
+        CREATE INDEX purchase_open ON purchase (meter_id, sequence) WHERE state IN ('created', 'written', 'queued');
+        CREATE FUNCTION metergw_purchase_rules() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                RAISE EXCEPTION 'purchases are never deleted: cancel them';
+            END IF;
+            IF (NEW.request_id, NEW.account_id, NEW.meter_id, NEW.sequence, NEW.mode, NEW.currency, NEW.paid_minor,
+                NEW.balance_used_minor, NEW.fixed_charges_minor, NEW.value_minor, NEW.remainder_minor, NEW.units,
+                NEW.unit_kind, NEW.tier_position, NEW.unpaid_fixed_charges, NEW.fixed_paid_through,
+                NEW.tariff_version_id, NEW.sale, NEW.payment_id, NEW.created_at)
+               IS DISTINCT FROM
+               (OLD.request_id, OLD.account_id, OLD.meter_id, OLD.sequence, OLD.mode, OLD.currency, OLD.paid_minor,
+                OLD.balance_used_minor, OLD.fixed_charges_minor, OLD.value_minor, OLD.remainder_minor, OLD.units,
+                OLD.unit_kind, OLD.tier_position, OLD.unpaid_fixed_charges, OLD.fixed_paid_through,
+                OLD.tariff_version_id, OLD.sale, OLD.payment_id, OLD.created_at) THEN
+                RAISE EXCEPTION 'a purchase''s terms never change: cancel it and sell again';
+            END IF;
+            IF NOT (OLD.state = NEW.state
+                    OR (OLD.state = 'created' AND NEW.state IN ('written', 'applied', 'cancelled'))
+                    OR (OLD.state = 'queued' AND NEW.state IN ('applied', 'cancelled'))
+                    OR (OLD.state = 'written' AND NEW.state = 'applied')) THEN
+                RAISE EXCEPTION 'invalid purchase state transition from % to %', OLD.state, NEW.state;
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER purchase_rules BEFORE UPDATE OR DELETE ON purchase
+            FOR EACH ROW EXECUTE FUNCTION metergw_purchase_rules();
+
+        CREATE TABLE movement (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            account_id bigint NOT NULL REFERENCES account (id),
+            time bigint NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('deposit', 'purchase', 'refund', 'payout')),
+            amount_minor bigint NOT NULL CHECK (amount_minor <> 0),
+            purchase_id bigint REFERENCES purchase (id),
+            payment_id bigint REFERENCES bank_payment (id),
+            CHECK ((kind IN ('deposit', 'refund')) = (amount_minor > 0)),
+            CHECK (kind NOT IN ('purchase', 'refund') OR purchase_id IS NOT NULL)
+        );
+        CREATE INDEX movement_by_account ON movement (account_id, time);
+        CREATE INDEX movement_by_purchase ON movement (purchase_id) WHERE purchase_id IS NOT NULL;
+        CREATE TRIGGER movement_append_only BEFORE UPDATE OR DELETE ON movement
+            FOR EACH ROW EXECUTE FUNCTION metergw_append_only();
+
+        -- What meters report, each row tagged with the gateway that sent it. Readings arrive roughly in time
+        -- order, so a BRIN index on time serves reports over periods at a fraction of a B-tree's size.
+        CREATE TABLE reading (
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            time bigint NOT NULL,
+            register bigint NOT NULL CHECK (register >= 0),
+            credit bigint,
+            source text NOT NULL DEFAULT 'poll' CHECK (source IN ('poll', 'card')),
+            gateway_id bigint REFERENCES gateway (id),
+            PRIMARY KEY (meter_id, time)
+        );
+        CREATE INDEX reading_by_time ON reading USING brin (time);
+
+        CREATE TABLE event (
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            event_index bigint NOT NULL CHECK (event_index >= 0),
+            time bigint NOT NULL,
+            code integer NOT NULL CHECK (code BETWEEN 0 AND 65535),
+            value bigint NOT NULL,
+            gateway_id bigint REFERENCES gateway (id),
+            PRIMARY KEY (meter_id, event_index)
+        );
+
+        CREATE TABLE alarm (
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            time bigint NOT NULL,
+            alarms integer NOT NULL CHECK (alarms BETWEEN 0 AND 65535),
+            source text NOT NULL CHECK (source IN ('poll', 'card')),
+            gateway_id bigint REFERENCES gateway (id),
+            PRIMARY KEY (meter_id, time)
+        );
+        CREATE INDEX alarm_by_time ON alarm USING brin (time);
+
+        CREATE TABLE card_upload (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            image bytea NOT NULL UNIQUE CHECK (length(image) = 256),
+            card_serial bigint NOT NULL,
+            card_id bigint REFERENCES card (id),
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            outcome integer NOT NULL,
+            refusal integer NOT NULL,
+            refusal_detail bigint NOT NULL,
+            last_applied_sequence bigint NOT NULL CHECK (last_applied_sequence >= 0),
+            units_applied bigint NOT NULL CHECK (units_applied >= 0),
+            register bigint NOT NULL CHECK (register >= 0),
+            credit bigint NOT NULL,
+            meter_time bigint NOT NULL,
+            alarms integer NOT NULL,
+            uploaded_at bigint NOT NULL,
+            operator text NOT NULL CHECK (length(operator) > 0),
+            gateway_id bigint REFERENCES gateway (id)
+        );
+        CREATE INDEX card_upload_by_meter ON card_upload (meter_id, meter_time);
+
+        -- How far each gateway's outbox is committed here: a batch is applied and its end acknowledged in one
+        -- transaction, so a batch resent after a lost acknowledgement is recognised and skipped.
+        CREATE TABLE gateway_sync (
+            gateway_id bigint PRIMARY KEY REFERENCES gateway (id),
+            acked_sequence bigint NOT NULL DEFAULT 0 CHECK (acked_sequence >= 0),
+            batches bigint NOT NULL DEFAULT 0,
+            rows bigint NOT NULL DEFAULT 0,
+            last_batch_at bigint,
+            last_error text
+        );
+
+        -- What a person must settle: data that does not fit (a reading for a meter this gateway does not serve,
+        -- credit for a closed account). Never a silent overwrite.
+        CREATE TABLE conflict (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            gateway_id bigint REFERENCES gateway (id),
+            kind text NOT NULL CHECK (kind IN ('unknown-meter', 'meter-moved', 'account-closed', 'other')),
+            meter_serial bigint,
+            detail jsonb NOT NULL DEFAULT '{}',
+            raised_at bigint NOT NULL,
+            resolved_at bigint,
+            resolution text,
+            CHECK ((resolved_at IS NULL) = (resolution IS NULL))
+        );
+        CREATE INDEX conflict_open ON conflict (raised_at) WHERE resolved_at IS NULL;
+
+        -- Gateways log in as members of metergw_gateway (roles are per cluster: created once, then reused).
+        DO $$
+        BEGIN
+            CREATE ROLE metergw_gateway NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END $$;
+
+        -- The gateway of the session's login; NULL for anyone else (the billing centre's own users).
+        CREATE FUNCTION metergw_gateway_id() RETURNS bigint
+            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+            SELECT id FROM public.gateway WHERE login = session_user AND retired_at IS NULL
+        $$;
+        REVOKE ALL ON FUNCTION metergw_gateway_id() FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION metergw_gateway_id() TO metergw_gateway;
+
+        -- What a gateway's login may touch, and nothing else: its own meters (read), readings, events, alarms
+        -- and card uploads of its own meters (insert, and read back), the remote purchases of its own meters
+        -- (read, and confirm), its own sync row, and conflicts it raises. Table owners (the centre) bypass these.
+        GRANT USAGE ON SCHEMA public TO metergw_gateway;
+        GRANT SELECT (id, serial, kind, unit_kind, gateway_id, bus, address, key_revision, sequence_base,
+                      last_applied_sequence) ON meter TO metergw_gateway;
+        GRANT SELECT, INSERT ON reading, event, alarm TO metergw_gateway;
+        GRANT INSERT ON card_upload TO metergw_gateway;
+        GRANT SELECT (id, request_id, meter_id, sequence, mode, state, units, unit_kind, created_at, applied_at,
+                      applied_source) ON purchase TO metergw_gateway;
+        GRANT UPDATE (state, applied_at, applied_source) ON purchase TO metergw_gateway;
+        GRANT SELECT, UPDATE (acked_sequence, batches, rows, last_batch_at, last_error) ON gateway_sync
+            TO metergw_gateway;
+        GRANT SELECT, INSERT (gateway_id, kind, meter_serial, detail, raised_at) ON conflict TO metergw_gateway;
+
+        ALTER TABLE meter ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY meter_own ON meter TO metergw_gateway USING (gateway_id = metergw_gateway_id());
+
+        ALTER TABLE reading ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE event ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE alarm ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE card_upload ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY reading_own ON reading TO metergw_gateway
+            USING (gateway_id = metergw_gateway_id())
+            WITH CHECK (gateway_id = metergw_gateway_id()
+                        AND EXISTS (SELECT 1 FROM meter m WHERE m.id = meter_id));
+        CREATE POLICY event_own ON event TO metergw_gateway
+            USING (gateway_id = metergw_gateway_id())
+            WITH CHECK (gateway_id = metergw_gateway_id()
+                        AND EXISTS (SELECT 1 FROM meter m WHERE m.id = meter_id));
+        CREATE POLICY alarm_own ON alarm TO metergw_gateway
+            USING (gateway_id = metergw_gateway_id())
+            WITH CHECK (gateway_id = metergw_gateway_id()
+                        AND EXISTS (SELECT 1 FROM meter m WHERE m.id = meter_id));
+        CREATE POLICY card_upload_own ON card_upload TO metergw_gateway
+            USING (gateway_id = metergw_gateway_id())
+            WITH CHECK (gateway_id = metergw_gateway_id()
+                        AND EXISTS (SELECT 1 FROM meter m WHERE m.id = meter_id));
+
+        ALTER TABLE purchase ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY purchase_own ON purchase TO metergw_gateway
+            USING (mode = 'remote' AND EXISTS (SELECT 1 FROM meter m WHERE m.id = meter_id))
+            WITH CHECK (mode = 'remote' AND EXISTS (SELECT 1 FROM meter m WHERE m.id = meter_id));
+
+        ALTER TABLE gateway_sync ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY gateway_sync_own ON gateway_sync TO metergw_gateway
+            USING (gateway_id = metergw_gateway_id());
+
+        ALTER TABLE conflict ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY conflict_own ON conflict TO metergw_gateway
+            USING (gateway_id = metergw_gateway_id())
+            WITH CHECK (gateway_id = metergw_gateway_id());
+        """#
+}
+
+extension CentralSchema {
+    /// Creates a gateway's login inside the migration's function, so that the password never appears in a
+    /// statement's text (or the server's log of statements): it is bound as a parameter and quoted by format().
+    static let gatewayLoginFunction = #"""
+        CREATE FUNCTION metergw_create_gateway_login(login name, password text) RETURNS void
+            LANGUAGE plpgsql AS $$
+        BEGIN
+            EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L IN ROLE metergw_gateway', login, password);
+        END $$;
+        REVOKE ALL ON FUNCTION metergw_create_gateway_login(name, text) FROM PUBLIC;
+        """#
+}

@@ -1,0 +1,251 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A throwaway PostgreSQL cluster for tests: `initdb` into a temporary folder, started on a free loopback port
+/// with its socket in that folder, stopped and removed when the test process exits. Runs as the unprivileged
+/// `postgres` user when the tests run as root (PostgreSQL refuses to run as root).
+///
+/// One cluster per test process, started on first use; each test takes its own database (``createDatabase()``).
+public final class PostgresCluster: Sendable {
+    public enum Failure: Error, CustomStringConvertible {
+        case unavailable(String)
+        case failed(String)
+
+        public var description: String {
+            switch self {
+            case .unavailable(let why): "PostgreSQL is not available for tests: \(why)"
+            case .failed(let why): "the test PostgreSQL cluster failed: \(why)"
+            }
+        }
+    }
+
+    public let port: Int
+    public let adminUser = "metergw_admin"
+    public let adminPassword: String
+    let folder: String
+    let bin: String
+    let runAs: String?
+
+    /// The shared cluster, started on first use.
+    public static func shared() throws -> PostgresCluster {
+        try sharedCluster.get()
+    }
+
+    /// Why PostgreSQL cannot be used here, or nil when it can (the tests skip with this reason, except in CI).
+    public static var unavailableReason: String? {
+        if Self.binFolder() == nil {
+            return "initdb and pg_ctl not found (install Debian's postgresql package: tools/setup does)"
+        }
+        if getuid() == 0 && getpwnam("postgres") == nil {
+            return "running as root and there is no 'postgres' user to run the server as"
+        }
+        return nil
+    }
+
+    /// Whether tests that need PostgreSQL run: always in CI (CI=true), where a missing server must fail them.
+    public static var shouldRun: Bool {
+        ProcessInfo.processInfo.environment["CI"] == "true" || Self.unavailableReason == nil
+    }
+
+    private static let sharedCluster: Result<PostgresCluster, Failure> = {
+        Result { () throws(Failure) -> PostgresCluster in
+            let cluster = try PostgresCluster()
+            atexit { PostgresCluster.stopShared() }
+            return cluster
+        }
+    }()
+
+    /// At exit: Foundation's Process cannot be relied on while the process ends, so the postmaster is stopped
+    /// with a signal (SIGQUIT: immediate shutdown) and the folder removed.
+    private static func stopShared() {
+        if case .success(let cluster) = sharedCluster { cluster.stopBySignal() }
+    }
+
+    private func stopBySignal() {
+        Self.stopPostmaster(folder: self.folder)
+        try? FileManager.default.removeItem(atPath: self.folder)
+    }
+
+    /// Sends SIGQUIT to the postmaster of the cluster in `folder` and waits (up to 10 s) until it is gone.
+    private static func stopPostmaster(folder: String) {
+        guard let text = try? String(contentsOfFile: "\(folder)/data/postmaster.pid", encoding: .utf8),
+            let line = text.split(separator: "\n").first, let pid = pid_t(line.trimmingCharacters(in: .whitespaces))
+        else { return }
+        guard Glibc.kill(pid, SIGQUIT) == 0 else { return }
+        for _ in 0..<1000 where Glibc.kill(pid, 0) == 0 { usleep(10_000) }
+    }
+
+    /// Clusters left by test processes that were killed (their atexit never ran): stopped and removed.
+    private static func removeStaleClusters() {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: "/tmp") else { return }
+        for name in names where name.hasPrefix("metergw-pg-") {
+            let folder = "/tmp/\(name)"
+            guard let owner = try? String(contentsOfFile: "\(folder)/owner.pid", encoding: .utf8),
+                let pid = pid_t(owner.trimmingCharacters(in: .whitespacesAndNewlines)),
+                Glibc.kill(pid, 0) != 0 && errno == ESRCH
+            else { continue }
+            Self.stopPostmaster(folder: folder)
+            try? fm.removeItem(atPath: folder)
+        }
+    }
+
+    static func binFolder() -> String? {
+        let fm = FileManager.default
+        if let versions = try? fm.contentsOfDirectory(atPath: "/usr/lib/postgresql") {
+            let sorted = versions.compactMap { Int($0) }.sorted(by: >)
+            for version in sorted where fm.isExecutableFile(atPath: "/usr/lib/postgresql/\(version)/bin/initdb") {
+                return "/usr/lib/postgresql/\(version)/bin"
+            }
+        }
+        for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
+        where fm.isExecutableFile(atPath: "\(folder)/initdb") && fm.isExecutableFile(atPath: "\(folder)/pg_ctl") {
+            return String(folder)
+        }
+        return nil
+    }
+
+    private init() throws(Failure) {
+        if let why = Self.unavailableReason { throw .unavailable(why) }
+        Self.removeStaleClusters()
+        self.bin = Self.binFolder()!
+        self.runAs = getuid() == 0 ? "postgres" : nil
+        var template = Array("/tmp/metergw-pg-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw .failed("mkdtemp: \(String(cString: strerror(errno)))") }
+        self.folder = String(cString: made)
+        var bytes = [UInt8](repeating: 0, count: 18)
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+        self.adminPassword = bytes.map { String(format: "%02x", $0) }.joined()
+        self.port = try Self.freePort()
+        guard FileManager.default.createFile(atPath: "\(self.folder)/owner.pid", contents: Data("\(getpid())\n".utf8))
+        else { throw .failed("cannot write in \(self.folder)") }
+        let passwordFile = "\(self.folder)/pwfile"
+        guard FileManager.default.createFile(atPath: passwordFile, contents: Data(self.adminPassword.utf8)) else {
+            throw .failed("cannot write \(passwordFile)")
+        }
+        if let user = self.runAs, let pw = getpwnam(user) {
+            chown(self.folder, pw.pointee.pw_uid, pw.pointee.pw_gid)
+            chown(passwordFile, pw.pointee.pw_uid, pw.pointee.pw_gid)
+            chmod(passwordFile, 0o600)
+        }
+        try self.run("initdb", ["-D", "\(self.folder)/data", "-U", self.adminUser, "--pwfile=\(passwordFile)",
+                                "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"])
+        try self.run("pg_ctl", ["-D", "\(self.folder)/data", "-l", "\(self.folder)/server.log", "-w", "-t", "60",
+                                "-o", "-p \(self.port) -k \(self.folder) -c listen_addresses=127.0.0.1 -c fsync=off "
+                                    + "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                                "start"])
+    }
+
+    /// A new, empty database owned by the admin user; its name is unique in this process.
+    public func createDatabase(prefix: String = "t") throws -> String {
+        let name = "\(prefix)_\(getpid())_\(Self.counter.next())"
+        try self.runClient("createdb", ["-h", "127.0.0.1", "-p", "\(self.port)", "-U", self.adminUser, name])
+        return name
+    }
+
+    /// The URL for `database` as the admin (superuser) of the cluster.
+    public func url(database: String) -> String {
+        "postgres://\(self.adminUser):\(self.adminPassword)@127.0.0.1:\(self.port)/\(database)"
+    }
+
+    /// Stops the server at once (no checkpoint) and removes the cluster's folder.
+    public func stop() {
+        _ = try? self.run("pg_ctl", ["-D", "\(self.folder)/data", "-m", "immediate", "-w", "stop"])
+        try? FileManager.default.removeItem(atPath: self.folder)
+    }
+
+    /// Stops the server as a crash would (for tests of a centre going away), keeping its data.
+    public func kill() throws {
+        try self.run("pg_ctl", ["-D", "\(self.folder)/data", "-m", "immediate", "-w", "stop"])
+    }
+
+    /// Starts the server again after ``kill()``.
+    public func restart() throws {
+        try self.run("pg_ctl", ["-D", "\(self.folder)/data", "-l", "\(self.folder)/server.log", "-w", "-t", "60",
+                                "-o", "-p \(self.port) -k \(self.folder) -c listen_addresses=127.0.0.1 -c fsync=off",
+                                "start"])
+    }
+
+    private func run(_ tool: String, _ arguments: [String]) throws(Failure) {
+        var argv = ["\(self.bin)/\(tool)"] + arguments
+        if let user = self.runAs { argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv }
+        try Self.execute(argv, environment: [:], in: self.folder)
+    }
+
+    private func runClient(_ tool: String, _ arguments: [String]) throws(Failure) {
+        try Self.execute(["\(self.bin)/\(tool)"] + arguments, environment: ["PGPASSWORD": self.adminPassword],
+                         in: self.folder)
+    }
+
+    /// posix_spawn and waitpid, output into a file: Foundation's Process was seen to hang in waitUntilExit after
+    /// `pg_ctl start` (whose server lives on), and it cannot be used at exit.
+    private static func execute(_ argv: [String], environment: [String: String], in folder: String) throws(Failure) {
+        let outputPath = "\(folder)/command-\(getpid())-\(Self.counter.next()).log"
+        let fd = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .failed("cannot create \(outputPath): \(String(cString: strerror(errno)))") }
+        defer { unlink(outputPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, fd, 2)
+        let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
+        var pid = pid_t()
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup($0) } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArgs, cEnv)
+        close(fd)
+        guard spawned == 0 else { throw .failed("cannot start \(argv[0]): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = status & 0x7f == 0
+        let code = (status >> 8) & 0xff
+        guard exited && code == 0 else {
+            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+            throw .failed("\(argv.joined(separator: " ")) failed (status \(status)): \(text)")
+        }
+    }
+
+    private static func freePort() throws(Failure) -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw .failed("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0 else { throw .failed("bind: \(String(cString: strerror(errno)))") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw .failed("getsockname: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    private static let counter = Counter()
+
+    private final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        func next() -> Int {
+            self.lock.lock()
+            defer { self.lock.unlock() }
+            self.value += 1
+            return self.value
+        }
+    }
+}
