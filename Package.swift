@@ -85,7 +85,7 @@ let package = Package(
             name: "metergw-bench",
             dependencies: [
                 "MeterProtocol", "BillingStore", "Prepaid", "MeterBus", "MeterEmulator", "MeterEmulatorTesting",
-                "SerialPort",
+                "SerialPort", "CentralStore", "MetergwTestSupport",
             ]
         ),
 

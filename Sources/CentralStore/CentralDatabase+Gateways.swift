@@ -78,3 +78,22 @@ extension CentralDatabase {
         }
     }
 }
+
+extension CentralDatabase {
+    /// A tariff and electricity meters with these serials, for benchmarks and demonstrations (the desk's own
+    /// commands create them with their accounts).
+    public func benchmarkFixture(meterSerials: [UInt32]) async throws(CentralError) {
+        try await self.transaction { connection in
+            try await connection.execute("""
+                INSERT INTO tariff (name, currency, unit_kind, created_at) VALUES ('bench', 'CNY', 1, 0)
+                ON CONFLICT DO NOTHING
+                """, logger: self.logger)
+            try await connection.execute("""
+                INSERT INTO meter (serial, kind, unit_kind, tariff_id, created_at)
+                SELECT s, 'electricity', 1, (SELECT id FROM tariff WHERE name = 'bench'), 0
+                FROM unnest(\(meterSerials.map { Int64($0) })::bigint[]) AS s
+                ON CONFLICT (serial) DO NOTHING
+                """, logger: self.logger)
+        }
+    }
+}

@@ -70,6 +70,9 @@ public enum CentralError: Error, Sendable, Equatable, CustomStringConvertible {
             case "42501": return .permissionDenied(message)
             case _ where state.hasPrefix("23"): return .constraint(message)
             case "42710": return .constraint(message)  // duplicate_object: a login that exists already
+            case "MG001":  // metergw_ingest_batch: the batch does not follow the acknowledgement
+                let expected = error.serverInfo?[.detail].flatMap { Int64($0) } ?? -1
+                return .outOfOrder(gateway: url.username, expected: expected, got: -1)
             case "P0001": return .constraint(message)  // RAISE EXCEPTION in our triggers
             default: return .server(sqlState: state, message: message)
             }

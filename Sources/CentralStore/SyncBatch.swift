@@ -68,80 +68,45 @@ public struct SyncReceipt: Sendable, Equatable {
 }
 
 extension CentralDatabase {
-    /// Applies a batch from the gateway logged in on this connection: exactly once, in order.
+    /// Applies a batch from the gateway logged in on this connection: exactly once, in order, in one transaction
+    /// with its acknowledgement (the schema's `metergw_ingest_batch`).
     public func ingest(_ batch: SyncBatch, now: Int64) async throws(CentralError) -> SyncReceipt {
-        let login = self.url.username
-        return try await self.transaction { connection in
-            guard let acked = try await Self.scalar(connection.query(
-                "SELECT acked_sequence FROM gateway_sync WHERE gateway_id = metergw_gateway_id() FOR UPDATE",
-                logger: self.logger), as: Int64.self)
-            else {
-                throw CentralError.permissionDenied("\(login) is not an active gateway's login")
+        let r = batch.readings
+        let a = batch.alarms
+        do {
+            return try await self.apply(batch, now: now, r, a)
+        } catch {
+            // The server knows where to resume; the batch knows where it started.
+            if case .outOfOrder(let gateway, let expected, _) = error {
+                throw .outOfOrder(gateway: gateway, expected: expected, got: batch.fromSequence)
             }
-            if batch.toSequence <= acked {
-                return SyncReceipt(outcome: .alreadyApplied, ackedSequence: acked, readingsInserted: 0,
-                                   alarmsInserted: 0, conflicts: 0)
-            }
-            guard batch.fromSequence == acked + 1 else {
-                throw CentralError.outOfOrder(gateway: login, expected: acked + 1, got: batch.fromSequence)
-            }
-            let r = batch.readings
-            let serials = r.map { Int64($0.meterSerial) }
-            let readings = try await Self.scalar(connection.query("""
-                WITH input AS (
-                    SELECT * FROM unnest(\(serials)::bigint[], \(r.map(\.time))::bigint[],
-                                         \(r.map(\.registerUnits))::bigint[], \(r.map { $0.creditUnits ?? 0 })::bigint[],
-                                         \(r.map { $0.creditUnits != nil })::boolean[], \(r.map(\.source))::text[])
-                        AS i(serial, time, register, credit, has_credit, source)
-                ), inserted AS (
-                    INSERT INTO reading (meter_id, time, register, credit, source, gateway_id)
-                    SELECT m.id, i.time, i.register, CASE WHEN i.has_credit THEN i.credit END, i.source,
-                           metergw_gateway_id()
-                    FROM input i JOIN meter m ON m.serial = i.serial
-                    ON CONFLICT DO NOTHING
-                    RETURNING 1
-                )
-                SELECT count(*) FROM inserted
-                """, logger: self.logger), as: Int64.self) ?? 0
-            let a = batch.alarms
-            let alarms = try await Self.scalar(connection.query("""
-                WITH inserted AS (
-                    INSERT INTO alarm (meter_id, time, alarms, source, gateway_id)
-                    SELECT m.id, i.time, i.alarms, i.source, metergw_gateway_id()
-                    FROM unnest(\(a.map { Int64($0.meterSerial) })::bigint[], \(a.map(\.time))::bigint[],
-                                \(a.map(\.alarms))::integer[], \(a.map(\.source))::text[])
-                        AS i(serial, time, alarms, source)
-                    JOIN meter m ON m.serial = i.serial
-                    ON CONFLICT DO NOTHING
-                    RETURNING 1
-                )
-                SELECT count(*) FROM inserted
-                """, logger: self.logger), as: Int64.self) ?? 0
-            // Serials this gateway cannot see (not its meters): one conflict per meter and batch, never dropped
-            // silently.
-            let unknown = Set(serials + a.map { Int64($0.meterSerial) })
-            let conflicts = try await Self.scalar(connection.query("""
-                WITH missing AS (
-                    SELECT s.serial FROM unnest(\(Array(unknown))::bigint[]) AS s(serial)
-                    WHERE NOT EXISTS (SELECT 1 FROM meter m WHERE m.serial = s.serial)
-                ), inserted AS (
-                    INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
-                    SELECT metergw_gateway_id(), 'unknown-meter', serial,
-                           jsonb_build_object('batchFrom', \(batch.fromSequence)::bigint,
-                                              'batchTo', \(batch.toSequence)::bigint),
-                           \(now)
-                    FROM missing
-                    RETURNING 1
-                )
-                SELECT count(*) FROM inserted
-                """, logger: self.logger), as: Int64.self) ?? 0
-            try await connection.execute("""
-                UPDATE gateway_sync SET acked_sequence = \(batch.toSequence), batches = batches + 1,
-                    rows = rows + \(readings + alarms), last_batch_at = \(now), last_error = NULL
-                WHERE gateway_id = metergw_gateway_id()
+            throw error
+        }
+    }
+
+    private func apply(
+        _ batch: SyncBatch, now: Int64, _ r: [SyncBatch.Reading], _ a: [SyncBatch.Alarm]
+    ) async throws(CentralError) -> SyncReceipt {
+        try await self.run {
+            let rows = try await self.connection.query("""
+                SELECT outcome, acked, readings, alarms, conflicts FROM metergw_ingest_batch(
+                    \(batch.fromSequence), \(batch.toSequence), \(now),
+                    \(r.map { Int64($0.meterSerial) })::bigint[], \(r.map(\.time))::bigint[],
+                    \(r.map(\.registerUnits))::bigint[], \(r.map { $0.creditUnits ?? 0 })::bigint[],
+                    \(r.map { $0.creditUnits != nil })::boolean[], \(r.map(\.source))::text[],
+                    \(a.map { Int64($0.meterSerial) })::bigint[], \(a.map(\.time))::bigint[],
+                    \(a.map(\.alarms))::integer[], \(a.map(\.source))::text[])
                 """, logger: self.logger)
-            return SyncReceipt(outcome: .applied, ackedSequence: batch.toSequence, readingsInserted: Int(readings),
-                               alarmsInserted: Int(alarms), conflicts: Int(conflicts))
+            var receipt: SyncReceipt?
+            for try await (outcome, acked, readings, alarms, conflicts)
+                in rows.decode((String, Int64, Int64, Int64, Int64).self)
+            {
+                receipt = SyncReceipt(outcome: outcome == "applied" ? .applied : .alreadyApplied,
+                                      ackedSequence: acked, readingsInserted: Int(readings),
+                                      alarmsInserted: Int(alarms), conflicts: Int(conflicts))
+            }
+            guard let receipt else { throw CentralError.server(sqlState: "?????", message: "no answer to a batch") }
+            return receipt
         }
     }
 }

@@ -108,7 +108,13 @@ public final class PostgresCluster: Sendable {
         return nil
     }
 
-    private init() throws(Failure) {
+    /// A cluster of its own (not the shared one), stopped by ``stop()``. `durable: false` (tests) turns off fsync
+    /// and synchronous commit; benchmarks keep PostgreSQL's defaults, so that commits are what they would be.
+    public static func start(durable: Bool) throws(Failure) -> PostgresCluster {
+        try PostgresCluster(durable: durable)
+    }
+
+    private init(durable: Bool = false) throws(Failure) {
         if let why = Self.unavailableReason { throw .unavailable(why) }
         Self.removeStaleClusters()
         self.bin = Self.binFolder()!
@@ -134,8 +140,9 @@ public final class PostgresCluster: Sendable {
         try self.run("initdb", ["-D", "\(self.folder)/data", "-U", self.adminUser, "--pwfile=\(passwordFile)",
                                 "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"])
         try self.run("pg_ctl", ["-D", "\(self.folder)/data", "-l", "\(self.folder)/server.log", "-w", "-t", "60",
-                                "-o", "-p \(self.port) -k \(self.folder) -c listen_addresses=127.0.0.1 -c fsync=off "
-                                    + "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                                "-o", "-p \(self.port) -k \(self.folder) -c listen_addresses=127.0.0.1 "
+                                    + "-c max_connections=200"
+                                    + (durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"),
                                 "start"])
     }
 
