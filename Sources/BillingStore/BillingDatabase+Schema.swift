@@ -7,6 +7,7 @@ extension BillingDatabase {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-billing", migrate: Self.v1Billing)
         migrator.registerMigration("v2-readings", migrate: Self.v2Readings)
+        migrator.registerMigration("v4-outbox", migrate: Self.v4Outbox)
         return migrator
     }
 
@@ -275,6 +276,36 @@ extension BillingDatabase {
                 operator TEXT NOT NULL CHECK (length(operator) > 0)
             );
             CREATE INDEX cardUploadByMeter ON cardUpload(meterId, meterTime);
+            """)
+    }
+
+    /// The outbox of store-and-forward sync to a central store (docs/CENTRAL.md): triggers add an entry in the same
+    /// transaction as every reading and alarm stored, whatever code path stored it, so nothing the centre needs can
+    /// be committed without its entry. Numbered by AUTOINCREMENT, so a number is never reused after the entries the
+    /// centre acknowledged are pruned.
+    static func v4Outbox(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE outbox (
+                sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL CHECK (kind IN ('reading', 'alarm')),
+                meterId INTEGER NOT NULL,
+                time INTEGER NOT NULL
+            );
+            CREATE TRIGGER outboxReading AFTER INSERT ON reading
+                BEGIN INSERT INTO outbox (kind, meterId, time) VALUES ('reading', NEW.meterId, NEW.time); END;
+            CREATE TRIGGER outboxAlarm AFTER INSERT ON alarm
+                BEGIN INSERT INTO outbox (kind, meterId, time) VALUES ('alarm', NEW.meterId, NEW.time); END;
+
+            CREATE TABLE syncState (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                ackedSequence INTEGER NOT NULL DEFAULT 0 CHECK (ackedSequence >= 0),
+                lastSentAt INTEGER,
+                lastError TEXT
+            );
+            INSERT INTO syncState (id) VALUES (1);
+            CREATE TRIGGER syncStateAckNeverFalls BEFORE UPDATE OF ackedSequence ON syncState
+                WHEN NEW.ackedSequence < OLD.ackedSequence
+                BEGIN SELECT RAISE(ABORT, 'the acknowledged outbox sequence never goes back'); END;
             """)
     }
 }

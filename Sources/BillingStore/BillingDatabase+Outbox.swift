@@ -1,0 +1,126 @@
+import GRDB
+
+/// A run of outbox entries, with the rows they name, ready to send to the centre.
+public struct OutboxBatch: Sendable, Equatable {
+    public struct Reading: Sendable, Equatable {
+        public var meterSerial: UInt32
+        public var time: Int64
+        public var register: Int64
+        public var credit: Int64?
+        public var source: String
+
+        public init(meterSerial: UInt32, time: Int64, register: Int64, credit: Int64?, source: String) {
+            self.meterSerial = meterSerial
+            self.time = time
+            self.register = register
+            self.credit = credit
+            self.source = source
+        }
+    }
+
+    public struct Alarm: Sendable, Equatable {
+        public var meterSerial: UInt32
+        public var time: Int64
+        public var alarms: Int64
+        public var source: String
+
+        public init(meterSerial: UInt32, time: Int64, alarms: Int64, source: String) {
+            self.meterSerial = meterSerial
+            self.time = time
+            self.alarms = alarms
+            self.source = source
+        }
+    }
+
+    /// First and last outbox sequence covered (entries may be missing in between only if never committed).
+    public var fromSequence: Int64
+    public var toSequence: Int64
+    public var readings: [Reading]
+    public var alarms: [Alarm]
+}
+
+/// Where sync stands, from the gateway's side.
+public struct SyncState: Sendable, Equatable {
+    public var ackedSequence: Int64
+    /// Entries written and not yet acknowledged.
+    public var backlog: Int64
+    /// Time of the oldest unacknowledged reading or alarm (its lag behind now), nil when nothing waits.
+    public var oldestPendingTime: Int64?
+    public var lastSentAt: Int64?
+    public var lastError: String?
+}
+
+extension BillingDatabase {
+    /// The next entries after `ackedSequence`, at most `limit`, with their rows: what one batch carries.
+    /// nil when nothing waits.
+    public func outboxBatch(after ackedSequence: Int64, limit: Int) throws(StoreError) -> OutboxBatch? {
+        precondition(limit > 0)
+        return try self.read { db in
+            let entries = try Row.fetchAll(db, sql: """
+                SELECT o.sequence, o.kind, m.serial, o.time,
+                       r.register, r.credit, r.source, a.alarms, a.source AS alarmSource
+                FROM outbox o
+                JOIN meter m ON m.id = o.meterId
+                LEFT JOIN reading r ON o.kind = 'reading' AND r.meterId = o.meterId AND r.time = o.time
+                LEFT JOIN alarm a ON o.kind = 'alarm' AND a.meterId = o.meterId AND a.time = o.time
+                WHERE o.sequence > ?
+                ORDER BY o.sequence
+                LIMIT ?
+                """, arguments: [ackedSequence, limit])
+            guard let last = entries.last else { return nil }
+            var batch = OutboxBatch(fromSequence: ackedSequence + 1, toSequence: last["sequence"], readings: [],
+                                    alarms: [])
+            for row in entries {
+                let serial = UInt32(truncatingIfNeeded: row["serial"] as Int64)
+                switch row["kind"] as String {
+                case "reading":
+                    guard let register: Int64 = row["register"] else { continue }  // see below
+                    batch.readings.append(.init(meterSerial: serial, time: row["time"], register: register,
+                                                credit: row["credit"], source: row["source"]))
+                default:
+                    guard let alarms: Int64 = row["alarms"] else { continue }
+                    batch.alarms.append(.init(meterSerial: serial, time: row["time"], alarms: alarms,
+                                              source: row["alarmSource"]))
+                }
+            }
+            // A row that is gone (none are deleted today) leaves its entry empty: the range still covers it, so
+            // the centre's acknowledgement moves past it.
+            return batch
+        }
+    }
+
+    /// Records the centre's acknowledgement up to `sequence` and prunes the acknowledged entries, in one
+    /// transaction. An acknowledgement below the one recorded is ignored (the centre is ahead of a crashed
+    /// gateway's memory, never behind).
+    public func acknowledgeOutbox(upTo sequence: Int64, now: Int64) throws(StoreError) {
+        try self.write { db in
+            try db.execute(sql: """
+                UPDATE syncState SET ackedSequence = max(ackedSequence, ?), lastSentAt = ?, lastError = NULL
+                WHERE id = 1
+                """, arguments: [sequence, now])
+            try db.execute(sql: "DELETE FROM outbox WHERE sequence <= ?", arguments: [sequence])
+        }
+    }
+
+    /// Notes a failed attempt (shown by status and metrics); the backlog stays.
+    public func recordSyncError(_ message: String, now: Int64) throws(StoreError) {
+        try self.write { db in
+            try db.execute(sql: "UPDATE syncState SET lastError = ?, lastSentAt = ? WHERE id = 1",
+                           arguments: [message, now])
+        }
+    }
+
+    public func syncState() throws(StoreError) -> SyncState {
+        try self.read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT s.ackedSequence, s.lastSentAt, s.lastError,
+                       (SELECT count(*) FROM outbox WHERE sequence > s.ackedSequence) AS backlog,
+                       (SELECT min(time) FROM outbox WHERE sequence > s.ackedSequence) AS oldest
+                FROM syncState s WHERE s.id = 1
+                """)!
+            return SyncState(ackedSequence: row["ackedSequence"], backlog: row["backlog"],
+                             oldestPendingTime: row["oldest"], lastSentAt: row["lastSentAt"],
+                             lastError: row["lastError"])
+        }
+    }
+}
