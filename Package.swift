@@ -18,6 +18,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // MARK: C glue (kernel headers only, no logic)
@@ -47,6 +53,29 @@ let package = Package(
             name: "BillingStore",
             dependencies: ["Prepaid", "MeterProtocol", .product(name: "GRDB", package: "GRDB.swift")]),
 
+        // MARK: Service (no NIO here: the HTTP endpoint lives in GatewayHTTP)
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "MeterBus", "MeterProtocol", "SerialPort", "CUdev", "Prepaid", "KeyStore", "BillingStore",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+
+        .target(
+            name: "GatewayHTTP",
+            dependencies: [
+                "Gateway",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
         // A simplified meter for the bus master's tests and benchmark; not the prepaid meter model.
@@ -69,7 +98,12 @@ let package = Package(
                 "Prepaid",
                 "KeyStore",
                 "BillingStore",
+                "Gateway",
+                "GatewayHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(name: "metergw", dependencies: ["MetergwCLI"]),
@@ -107,6 +141,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway", "BillingStore", "MeterBus", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore",
+                "MetergwTestSupport",
+            ]
+        ),
         .testTarget(
             name: "MetergwCLITests",
             dependencies: ["MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "MetergwTestSupport"],
