@@ -127,9 +127,9 @@ import Testing
     @Test func serveCheckPrintsEveryProblemAndExits78() throws {
         let dir = try EmulatorProcess.makeDirectory()
         let path = dir.appendingPathComponent("gateway.toml").path
-        try "store = \"/tmp/x.sqlite\"\nlog_level = \"loud\"\n[[bus]]\nname = \"a\"\ndevice = \"/dev/ttyUSB0\"\n\(
-            "")protocol = \"dlt645\"\nmeters = [1]\ncolour = \"red\"\n".write(toFile: path, atomically: true,
-                                                                           encoding: .utf8)
+        let bad = "store = \"/tmp/x.sqlite\"\nlog_level = \"loud\"\n[[bus]]\nname = \"a\"\ndevice = \"/dev/ttyUSB0\"\n"
+            + "protocol = \"dlt645\"\nmeters = [1]\ncolour = \"red\"\n"
+        try bad.write(toFile: path, atomically: true, encoding: .utf8)
         let (status, out, err) = try metergw(["serve", "--config", path, "--check"])
         #expect(status == 78, "\(out) \(err)")
         #expect(err.contains("\(path):2: log_level: expected one of"))

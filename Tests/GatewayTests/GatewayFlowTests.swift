@@ -17,6 +17,7 @@ import Glibc
         try site.addBus("south", meters: 2)
         let config = try site.writeConfiguration()
         let gateway = try GatewayProcess(config: config, logPath: site.file("gateway.log"))
+        try eventually("the endpoint answers") { site.status != nil }
         for (bus, count) in [("north", 3), ("south", 2)] {
             for address in 1...count {
                 try eventually("3 readings of \(bus) meter \(address)\n\(gateway.log)") {
@@ -95,16 +96,12 @@ import Glibc
         var vanished = 0
         while vanished < 2 || steadyDuringWait.count < 2 {
             // The bus goes to "waiting" ...
-            try eventually("flaky bus waiting\n\(gateway.log)") {
-                try StatusClient.fetch(site.metricsAddress).buses.first { $0.name == "flaky" }?.state == .waiting
-            }
+            try eventually("flaky bus waiting\n\(gateway.log)") { site.bus("flaky")?.state == .waiting }
             let flakyAtWait = try site.readingCount("flaky", 1)
             let steadyAtWait = try site.readingCount("steady", 1)
             // ... the other keeps polling meanwhile (counted while the flaky one is still waiting) ...
             try eventually("steady bus polls on") { try site.readingCount("steady", 1) > steadyAtWait }
-            if try StatusClient.fetch(site.metricsAddress).buses.first(where: { $0.name == "flaky" })?.state
-                == .waiting
-            {
+            if site.bus("flaky")?.state == .waiting {
                 steadyDuringWait.append(try site.readingCount("steady", 1) - steadyAtWait)
             }
             // ... and the flaky one resumes when its adapter is back.
@@ -126,9 +123,7 @@ import Glibc
         try site.addBus("healthy", meters: 2)
         let config = try site.writeConfiguration(interval: "100ms")
         let gateway = try GatewayProcess(config: config, logPath: site.file("gateway.log"))
-        try eventually("healthy bus completes 20 cycles\n\(gateway.log)") {
-            try StatusClient.fetch(site.metricsAddress).buses.first { $0.name == "healthy" }!.cycles >= 20
-        }
+        try eventually("healthy bus completes 20 cycles\n\(gateway.log)") { (site.bus("healthy")?.cycles ?? 0) >= 20 }
         let status = try StatusClient.fetch(site.metricsAddress)
         let healthy = status.buses.first { $0.name == "healthy" }!
         let silent = status.buses.first { $0.name == "silent" }!
@@ -148,9 +143,9 @@ import Glibc
     @Test func sigtermWithWorkInFlightExitsWithEverythingCommitted() throws {
         let site = try Site()
         try site.addBus("paced", meters: 8, arguments: ["--pace", "--line", "2400:8N1"])
-        let config = try site.writeConfiguration(interval: "100ms")
+        let config = try site.writeConfiguration(interval: "100ms", lines: ["paced": "2400:8N1"])
         let gateway = try GatewayProcess(config: config, logPath: site.file("gateway.log"))
-        try eventually("first readings") { try site.readingCount("paced", 8) >= 1 }
+        try eventually("first readings\n\(gateway.log)") { try site.readingCount("paced", 8) >= 1 }
         for address in 1...8 { try site.sellRemote("paced", address, amount: "1.00", requestID: "t\(address)") }
         try eventually("a delivery under way") { gateway.log.contains("credit applied") }
         #expect(gateway.terminate(guardSeconds: 10) == 0, "\(gateway.log)")

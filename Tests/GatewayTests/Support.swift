@@ -86,7 +86,8 @@ final class Site {
     }
 
     /// A configuration with every bus, polled every `interval`.
-    func writeConfiguration(interval: String = "300ms", extra: [String: String] = [:], busExtra: String = "")
+    func writeConfiguration(interval: String = "300ms", extra: [String: String] = [:], lines: [String: String] = [:],
+                            busExtra: String = "")
         throws -> String
     {
         var text = """
@@ -103,7 +104,7 @@ final class Site {
                 [[bus]]
                 name = "\(name)"
                 device = "\(emulator.link)"
-                line = "9600:8N1"
+                line = "\(lines[name] ?? "9600:8N1")"
                 poll_interval = "\(extra[name] ?? interval)"
                 timeout = "200ms"
                 retries = 1
@@ -118,6 +119,11 @@ final class Site {
     }
 
     var metricsAddress: ListenAddress { ListenAddress(host: "127.0.0.1", port: self.metricsPort) }
+
+    /// The running gateway's status; nil while its endpoint is not up yet.
+    var status: GatewayStatus? { try? StatusClient.fetch(self.metricsAddress) }
+
+    func bus(_ name: String) -> BusStatus? { self.status?.buses.first { $0.name == name } }
 
     /// The store's meter id for an emulated meter.
     func meterID(_ bus: String, _ address: Int) throws -> Int64 {
