@@ -145,7 +145,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway", "BillingStore", "MeterBus", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore",
-                "MetergwTestSupport",
+                "MetergwTestSupport", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -19,6 +19,8 @@ struct GatewayContext: Sendable {
     let now: @Sendable () -> Int64
     /// A named point where a test may kill the process (`METERGW_CRASH_AT`); nil in production.
     let crashHook: (@Sendable (String) -> Void)?
+    /// How long a waiting bus sleeps between checks when no device event comes.
+    let waitingRecheck: Duration
     static let operatorName = "gateway"
 
     var actor: Actor { Actor(Self.operatorName, now: self.now()) }
@@ -36,8 +38,6 @@ final class BusPoller: Sendable {
     private let wakeup = Wakeup()
     private let stopping = Atomic<Bool>(false)
     private let logger: Logger
-    /// How long a waiting bus sleeps between checks when no device event comes.
-    static let waitingRecheck = Duration.seconds(1)
     /// How often an idle bus looks for queued credit between polls.
     static let creditRecheck = Duration.seconds(1)
 
@@ -71,6 +71,8 @@ final class BusPoller: Sendable {
         self.context.status.register(status)
         self.context.metrics.busState(bus: c.name, .starting)
         var absentSince: Int64?
+        // Meters and the serials learned for them survive a reconnect (a discovered bus is scanned again).
+        var known: [Polled]?
         while !self.isStopping {
             let opened: OpenedBus
             do {
@@ -82,7 +84,7 @@ final class BusPoller: Sendable {
                         "device": .string(c.device.path), "error": .string(error.description)])
                     self.setState(.waiting, error: error.description)
                 }
-                await self.wakeup.sleep(for: Self.waitingRecheck)
+                await self.wakeup.sleep(for: self.context.waitingRecheck)
                 continue
             }
             if let since = absentSince {
@@ -94,7 +96,7 @@ final class BusPoller: Sendable {
                 self.logger.debug("line settings", metadata: ["warning": .string(warning)])
             }
             self.setState(.starting, error: nil)
-            await self.poll(opened.driver)
+            await self.poll(opened.driver, known: &known)
             opened.close()
             if !self.isStopping {
                 absentSince = self.context.now()
@@ -128,8 +130,11 @@ final class BusPoller: Sendable {
     }
 
     /// Polls on the open adapter until it goes away or the gateway stops.
-    private func poll<D: MeterDriver>(_ driver: D) async {
-        guard var meters = await self.resolveMeters(driver) else { return }
+    private func poll<D: MeterDriver>(_ driver: D, known: inout [Polled]?) async {
+        if case .discover = self.configuration.meters { known = nil }
+        if known == nil { known = await self.resolveMeters(driver) }
+        guard var meters = known else { return }
+        defer { known = meters }
         self.setState(.polling, error: nil)
         self.logger.info("polling", metadata: ["meters": .stringConvertible(meters.count),
                                                "interval": .string("\(self.configuration.pollInterval)")])

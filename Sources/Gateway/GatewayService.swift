@@ -21,6 +21,7 @@ public final class GatewayService: Service, Sendable {
     private let deviceSources: [any DeviceEventSource]
     private let now: @Sendable () -> Int64
     private let crashHook: (@Sendable (String) -> Void)?
+    private let waitingRecheck: Duration
     private let state: Mutex<State>
 
     private struct State {
@@ -34,8 +35,9 @@ public final class GatewayService: Service, Sendable {
         configuration: GatewayConfiguration, store: BillingDatabase, keys: IssuerKeys?, logger: Logger,
         metrics: GatewayMetrics = GatewayMetrics(), deviceSources: [any DeviceEventSource],
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) },
-        crashHook: (@Sendable (String) -> Void)? = nil
+        crashHook: (@Sendable (String) -> Void)? = nil, waitingRecheck: Duration = .seconds(1)
     ) {
+        self.waitingRecheck = waitingRecheck
         self.store = StoreWorker(store: store)
         self.keys = keys
         self.logger = logger
@@ -105,7 +107,7 @@ public final class GatewayService: Service, Sendable {
                     let context = GatewayContext(
                         store: self.store, keys: self.keys, metrics: self.metrics, status: self.status,
                         logger: self.logger, clockDriftLimit: s.configuration.clockDriftLimit, now: self.now,
-                        crashHook: self.crashHook)
+                        crashHook: self.crashHook, waitingRecheck: self.waitingRecheck)
                     s.pollers = s.configuration.buses.map { BusPoller(configuration: $0, context: context) }
                     return s.pollers
                 }
