@@ -175,7 +175,7 @@ final class BusPoller: Sendable {
                 try await driver.onBus { d throws(BusError) in try d.scan(progress: nil) }
             }) {
             case .success(let report):
-                addresses = report.meters.map(\.address)
+                addresses = report.meters.map(\.address).sorted { ($0.busAddress ?? 255) < ($1.busAddress ?? 255) }
                 self.logger.info("discovered", metadata: [
                     "meters": .stringConvertible(addresses.count), "requests": .stringConvertible(report.requests)])
                 self.context.status.update(bus: self.configuration.name) { s in

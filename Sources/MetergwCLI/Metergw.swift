@@ -16,6 +16,7 @@ public struct Metergw: ParsableCommand {
             Topup.self, CardCommand.self, Sniff.self, Doctor.self, Decode.self, Keys.self,
             AccountCommand.self, MeterCommand.self, TariffCommand.self, Sell.self, PurchaseCommand.self,
             PaymentsCommand.self, ReportCommand.self, DatabaseCommand.self, Serve.self, StatusCommand.self,
+            Demo.self,
         ]
     )
 
