@@ -12,9 +12,13 @@ public struct MeterObservation: Hashable, Sendable {
     public var relay: String
     public var relayReason: Int64
     public var lastAppliedSequence: Int64
+    /// False when the poller saw the same alarms, relay and last applied sequence in its previous reading of this
+    /// meter, so nothing but the reading can have changed (saves three queries per reading).
+    public var mayHaveChanged: Bool
 
     public init(meterID: Int64, time: Int64, register: Int64, credit: Int64, alarms: Int64, relay: String,
-                relayReason: Int64, lastAppliedSequence: Int64) {
+                relayReason: Int64, lastAppliedSequence: Int64, mayHaveChanged: Bool = true) {
+        self.mayHaveChanged = mayHaveChanged
         self.meterID = meterID
         self.time = time
         self.register = register
@@ -46,6 +50,11 @@ public struct GatewayMeter: Hashable, Sendable {
     public var meter: Meter
     /// Queued remote purchases waiting for this meter.
     public var queued: Int
+
+    public init(meter: Meter, queued: Int) {
+        self.meter = meter
+        self.queued = queued
+    }
 }
 
 extension BillingDatabase {
@@ -60,7 +69,7 @@ extension BillingDatabase {
                 db, observations.map { ReadingInput(meterID: $0.meterID, time: $0.time, register: $0.register,
                                                     credit: $0.credit) },
                 source: "poll")
-            for o in observations {
+            for o in observations where o.mayHaveChanged {
                 if try Self.insertAlarm(db, AlarmInput(meterID: o.meterID, time: o.time, alarms: o.alarms),
                                         source: "poll") {
                     record.alarmChanges[o.meterID] = o.alarms
@@ -125,6 +134,23 @@ extension BillingDatabase {
             return try Meter.order(Column("id")).fetchAll(db).map {
                 GatewayMeter(meter: $0, queued: queued[$0.id!] ?? 0)
             }
+        }
+    }
+
+    /// Queued remote purchases per meter id (only meters that have some): the gateway's cheap look at its queue.
+    public func queuedCounts() throws(StoreError) -> [Int64: Int] {
+        try self.read { db in
+            try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: """
+                SELECT meterId, count(*) FROM purchase WHERE state = 'queued' GROUP BY meterId
+                """).map { ($0[0] as Int64, $0[1] as Int) })
+        }
+    }
+
+    /// A meter by its id.
+    public func meter(id: Int64) throws(StoreError) -> Meter {
+        try self.read { db in
+            guard let meter = try Meter.fetchOne(db, key: id) else { throw StoreError.meterNotFound(String(id)) }
+            return meter
         }
     }
 

@@ -127,6 +127,9 @@ final class BusPoller: Sendable {
         var meterID: Int64?
         /// The last failure's kind, so a silent meter is logged once per episode, not once per poll.
         var failing: FailureKind?
+        /// Alarms, relay, relay reason and last applied sequence of the last reading stored: when they repeat,
+        /// the store need not look for changes.
+        var lastState: [Int64]?
     }
 
     /// Polls on the open adapter until it goes away or the gateway stops.
@@ -276,11 +279,15 @@ final class BusPoller: Sendable {
                     }
                 }
                 if let id = meters[i].meterID {
+                    let state = [Int64(reading.alarms.rawValue), Int64(reading.relay.rawValue),
+                                 Int64(reading.relayReason.rawValue), Int64(reading.lastAppliedSequence)]
                     observations.append(MeterObservation(
                         meterID: id, time: now, register: Int64(reading.register), credit: reading.credit,
                         alarms: Int64(reading.alarms.rawValue), relay: reading.relay.name,
                         relayReason: Int64(reading.relayReason.rawValue),
-                        lastAppliedSequence: Int64(reading.lastAppliedSequence)))
+                        lastAppliedSequence: Int64(reading.lastAppliedSequence),
+                        mayHaveChanged: meters[i].lastState != state))
+                    meters[i].lastState = state
                 }
                 if await self.correctClock(driver, meters[i], reading: reading) == .adapterGone { gone = true }
             case .failure(let error):
@@ -289,7 +296,10 @@ final class BusPoller: Sendable {
             if gone { break }
         }
         self.context.status.update(bus: bus) { $0.cycles += 1 }
-        await self.commit(observations)
+        if await !self.commit(observations) {
+            // Not stored: the next reading of each meter looks for changes again.
+            for i in meters.indices { meters[i].lastState = nil }
+        }
         return gone
     }
 
@@ -318,9 +328,9 @@ final class BusPoller: Sendable {
         return false
     }
 
-    /// One transaction for the cycle: readings, alarm and relay changes, confirmed purchases.
-    private func commit(_ observations: [MeterObservation]) async {
-        guard !observations.isEmpty else { return }
+    /// One transaction for the cycle: readings, alarm and relay changes, confirmed purchases. False if it failed.
+    private func commit(_ observations: [MeterObservation]) async -> Bool {
+        guard !observations.isEmpty else { return true }
         let actor = self.context.actor
         do {
             let record = try await self.context.store.run { store throws(StoreError) in
@@ -351,7 +361,9 @@ final class BusPoller: Sendable {
             self.context.metrics.failed(bus: self.configuration.name, kind: .store)
             self.context.status.update(bus: self.configuration.name) { $0.lastError = error.explanation }
             self.logger.error("readings not stored", metadata: ["error": .string(error.explanation)])
+            return false
         }
+        return true
     }
 
     enum StepResult { case done, adapterGone }
@@ -398,18 +410,27 @@ final class BusPoller: Sendable {
         guard !self.isStopping, driver.capabilities.contains(.credit) else { return .done }
         let ids = Set(meters.compactMap(\.meterID))
         guard !ids.isEmpty,
-              let all = try? await self.context.store.run({ store throws(StoreError) in try store.gatewayMeters() })
+              let counts = try? await self.context.store.run({ store throws(StoreError) in try store.queuedCounts() })
         else { return .done }
-        self.context.status.setQueueDepth(all.reduce(0) { $0 + $1.queued })
-        self.context.metrics.queueDepth(all.reduce(0) { $0 + $1.queued })
-        let waiting = all.filter { ids.contains($0.meter.id!) && $0.queued > 0 }
-        for entry in all where ids.contains(entry.meter.id!) {
-            let serial = entry.meter.serial
-            self.context.status.update(bus: self.configuration.name) { s in
-                if let i = s.meters.firstIndex(where: { $0.serial == serial }) { s.meters[i].pendingCredit = entry.queued }
+        let depth = counts.values.reduce(0, +)
+        self.context.status.setQueueDepth(depth)
+        self.context.metrics.queueDepth(depth)
+        self.context.status.update(bus: self.configuration.name) { s in
+            for i in s.meters.indices {
+                guard let serial = s.meters[i].serial,
+                      let id = meters.first(where: { $0.address.serial.map(Int64.init) == serial })?.meterID
+                else { continue }
+                s.meters[i].pendingCredit = counts[id] ?? 0
             }
         }
-        guard !waiting.isEmpty else { return .done }
+        let waitingIDs = counts.keys.filter { ids.contains($0) }.sorted()
+        guard !waitingIDs.isEmpty,
+              let waiting = try? await self.context.store.run({ store throws(StoreError) in
+                  try waitingIDs.map { id throws(StoreError) in
+                      GatewayMeter(meter: try store.meter(id: id), queued: counts[id] ?? 0)
+                  }
+              })
+        else { return .done }
         guard let keys = self.context.keys else {
             self.logger.error("remote credit waits: no key file to sign it with", metadata: [
                 "queued": .stringConvertible(waiting.reduce(0) { $0 + $1.queued })])

@@ -1,6 +1,7 @@
 import CoreMetrics
 import MeterBus
 import Prometheus
+import Synchronization
 
 /// The gateway's Prometheus metrics, through swift-metrics with the factory injected (no global bootstrap, so
 /// several gateways, or tests, can live in one process). docs/OPERATIONS.md "Reading the metrics" lists them.
@@ -20,55 +21,92 @@ public final class GatewayMetrics: Sendable {
             .seconds(30), .seconds(60), .seconds(120),
         ]
         self.factory = factory
+        self.queue = CoreMetrics.Gauge(label: "metergw_credit_queue_depth", factory: factory)
+        self.queue.record(0)
     }
+
+    private let queue: CoreMetrics.Gauge
 
     /// The text exposition format, for `GET /metrics`.
     public func exposition() -> String { self.registry.emitToString() }
 
-    /// One meter read: its latency (end of request to decoded answer, retries included).
-    func polled(bus: String, duration: Duration) {
-        Counter(label: "metergw_polls_total", dimensions: [("bus", bus)], factory: self.factory).increment()
-        Timer(label: "metergw_poll_duration_seconds", dimensions: [("bus", bus)], factory: self.factory)
-            .recordNanoseconds(Self.nanoseconds(duration))
-    }
+    /// One bus's metrics, made once (a lookup in the registry per poll would cost more than the poll's own work).
+    final class Bus: Sendable {
+        let polls: CoreMetrics.Counter
+        let pollDuration: CoreMetrics.Timer
+        let cycleDuration: CoreMetrics.Timer
+        let readings: CoreMetrics.Counter
+        let failures: [FailureKind: CoreMetrics.Counter]
+        let meters: CoreMetrics.Gauge
+        let states: [BusState: CoreMetrics.Gauge]
+        let credit: [String: CoreMetrics.Counter]
 
-    /// One failed exchange, by kind (``FailureKind``).
-    func failed(bus: String, kind: FailureKind) {
-        Counter(label: "metergw_poll_failures_total", dimensions: [("bus", bus), ("kind", kind.rawValue)],
-                factory: self.factory).increment()
-    }
-
-    func cycle(bus: String, duration: Duration) {
-        Timer(label: "metergw_cycle_duration_seconds", dimensions: [("bus", bus)], factory: self.factory)
-            .recordNanoseconds(Self.nanoseconds(duration))
-    }
-
-    func readingsStored(bus: String, count: Int) {
-        Counter(label: "metergw_readings_stored_total", dimensions: [("bus", bus)], factory: self.factory)
-            .increment(by: count)
-    }
-
-    func credit(bus: String, outcome: String) {
-        Counter(label: "metergw_credit_deliveries_total", dimensions: [("bus", bus), ("outcome", outcome)],
-                factory: self.factory).increment()
-    }
-
-    /// Queued remote purchases waiting for the meters of all buses.
-    func queueDepth(_ depth: Int) {
-        Gauge(label: "metergw_credit_queue_depth", factory: self.factory).record(depth)
-    }
-
-    /// 1 for the bus's current state, 0 for the others.
-    func busState(bus: String, _ state: BusState) {
-        for s in BusState.allCases {
-            Gauge(label: "metergw_bus_state", dimensions: [("bus", bus), ("state", s.rawValue)], factory: self.factory)
-                .record(s == state ? 1 : 0)
+        init(_ bus: String, factory: PrometheusMetricsFactory) {
+            let d = [("bus", bus)]
+            self.polls = CoreMetrics.Counter(label: "metergw_polls_total", dimensions: d, factory: factory)
+            self.pollDuration = CoreMetrics.Timer(label: "metergw_poll_duration_seconds", dimensions: d, factory: factory)
+            self.cycleDuration = CoreMetrics.Timer(label: "metergw_cycle_duration_seconds", dimensions: d, factory: factory)
+            self.readings = CoreMetrics.Counter(label: "metergw_readings_stored_total", dimensions: d, factory: factory)
+            self.meters = CoreMetrics.Gauge(label: "metergw_bus_meters", dimensions: d, factory: factory)
+            var failures: [FailureKind: CoreMetrics.Counter] = [:]
+            for kind in FailureKind.allCases {
+                failures[kind] = CoreMetrics.Counter(label: "metergw_poll_failures_total", dimensions: d + [("kind", kind.rawValue)],
+                                         factory: factory)
+            }
+            self.failures = failures
+            var states: [BusState: CoreMetrics.Gauge] = [:]
+            for state in BusState.allCases {
+                states[state] = CoreMetrics.Gauge(label: "metergw_bus_state", dimensions: d + [("state", state.rawValue)],
+                                      factory: factory)
+            }
+            self.states = states
+            var credit: [String: CoreMetrics.Counter] = [:]
+            for outcome in ["applied", "already-applied", "failed"] {
+                credit[outcome] = CoreMetrics.Counter(label: "metergw_credit_deliveries_total",
+                                          dimensions: d + [("outcome", outcome)], factory: factory)
+            }
+            self.credit = credit
         }
     }
 
-    func meters(bus: String, count: Int) {
-        Gauge(label: "metergw_bus_meters", dimensions: [("bus", bus)], factory: self.factory).record(count)
+    private let buses = Mutex<[String: Bus]>([:])
+
+    func bus(_ name: String) -> Bus {
+        self.buses.withLock { buses in
+            if let bus = buses[name] { return bus }
+            let bus = Bus(name, factory: self.factory)
+            buses[name] = bus
+            return bus
+        }
     }
+
+    /// One meter read: its latency (end of request to decoded answer, retries included).
+    func polled(bus: String, duration: Duration) {
+        let b = self.bus(bus)
+        b.polls.increment()
+        b.pollDuration.recordNanoseconds(Self.nanoseconds(duration))
+    }
+
+    /// One failed exchange, by kind (``FailureKind``).
+    func failed(bus: String, kind: FailureKind) { self.bus(bus).failures[kind]?.increment() }
+
+    func cycle(bus: String, duration: Duration) {
+        self.bus(bus).cycleDuration.recordNanoseconds(Self.nanoseconds(duration))
+    }
+
+    func readingsStored(bus: String, count: Int) { self.bus(bus).readings.increment(by: count) }
+
+    func credit(bus: String, outcome: String) { self.bus(bus).credit[outcome]?.increment() }
+
+    /// Queued remote purchases waiting for the meters of all buses.
+    func queueDepth(_ depth: Int) { self.queue.record(depth) }
+
+    /// 1 for the bus's current state, 0 for the others.
+    func busState(bus: String, _ state: BusState) {
+        for (s, gauge) in self.bus(bus).states { gauge.record(s == state ? 1 : 0) }
+    }
+
+    func meters(bus: String, count: Int) { self.bus(bus).meters.record(count) }
 
     static func nanoseconds(_ d: Duration) -> Int64 {
         d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000

@@ -14,6 +14,11 @@ import Glibc
 /// backstop recheck set to a minute, so only the event can bring the bus back within the test's guard.
 @Suite(.serialized) struct HotplugTests {
     @Test func anInjectedDeviceEventBringsAWaitingBusBack() async throws {
+        let executor = DedicatedExecutor()
+        try await withTaskExecutorPreference(executor) { try await self.injectedEvent(executor) }
+    }
+
+    func injectedEvent(_ executor: DedicatedExecutor) async throws {
         let site = try Site()
         // Half the answers unplug the adapter (a pseudo-terminal's buffered answer goes with it); a new one
         // appears at the same link 300 ms later.
@@ -24,19 +29,19 @@ import Glibc
             configuration: configuration, store: site.store, keys: nil,
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), deviceSources: [events],
             waitingRecheck: .seconds(60))
-        let running = Task { try await gateway.run() }
+        let running = Task(executorPreference: executor) { try await gateway.run() }
         var rounds = 0
         while try site.readingCount("hot", 1) < 3 {
             rounds += 1
-            try eventually("bus waiting (round \(rounds))") { gateway.snapshot().buses.first?.state == .waiting }
+            try await eventuallyAsync("bus waiting (round \(rounds))") { gateway.snapshot().buses.first?.state == .waiting }
             // The adapter is back at its link; the bus stays waiting until told (its recheck is a minute away).
-            try eventually("the link is back") {
+            try await eventuallyAsync("the link is back") {
                 (try? FileManager.default.destinationOfSymbolicLink(atPath: emulator.link)) != nil
             }
             let requests = try Self.requests(emulator)
             #expect(gateway.snapshot().buses.first?.state == .waiting)
             events.send(DeviceEvent(.added, path: emulator.link))
-            try eventually("the bus speaks again after the event") { try Self.requests(emulator) > requests }
+            try await eventuallyAsync("the bus speaks again after the event") { try Self.requests(emulator) > requests }
         }
         #expect(rounds >= 2)
         gateway.shutdown()
@@ -56,7 +61,9 @@ import Glibc
         let stream = DirectoryWatcher(folders: [dir.path]).events()
         let link = dir.appendingPathComponent("ttyUSB7").path
         let seen = EventLog()
-        let consumer = Task { for await event in stream where event.path == link { seen.append(event) } }
+        let consumer = Task(executorPreference: DedicatedExecutor()) {
+            for await event in stream where event.path == link { seen.append(event) }
+        }
         // The watch starts on its own thread: make the link until an event shows it is watching.
         try eventually("an added event") {
             try? FileManager.default.removeItem(atPath: link)

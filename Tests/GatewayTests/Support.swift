@@ -234,3 +234,26 @@ func metergw(_ arguments: [String], environment: [String: String] = [:]) throws 
     group.wait()
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
+
+/// Runs a task's jobs on a serial dispatch queue of its own instead of the cooperative pool, whose two threads
+/// (on this machine) other tests' blocking waits may hold for a minute: an in-process gateway under test must not
+/// starve behind them.
+final class DedicatedExecutor: TaskExecutor, @unchecked Sendable {
+    private let queue = DispatchQueue(label: "metergw.test.executor")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        self.queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+/// `eventually` for async tests: sleeps without holding a thread.
+func eventuallyAsync(_ what: String, timeout: TimeInterval = 60, _ condition: () throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while true {
+        if try condition() { return }
+        if Date() >= deadline { break }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw EmulatorProcess.Failure("gave up waiting (\(Int(timeout)) s) for: \(what)")
+}
