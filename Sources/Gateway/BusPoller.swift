@@ -66,7 +66,9 @@ final class BusPoller: Sendable {
         var status = BusStatus(name: c.name, device: c.device.path, protocolName: c.protocolName.rawValue,
                                line: c.line.description, state: .starting, stateSince: self.context.now())
         if case .list(let meters) = c.meters {
-            status.meters = meters.map { MeterStatus(address: $0.busAddress.map(Int.init), serial: $0.serial.map(Int64.init)) }
+            status.meters = meters.map {
+                MeterStatus(address: $0.busAddress.map(Int.init), serial: $0.serial.map(Int64.init))
+            }
         }
         self.context.status.register(status)
         self.context.metrics.busState(bus: c.name, .starting)
@@ -267,8 +269,9 @@ final class BusPoller: Sendable {
                 }
                 self.context.status.update(bus: bus) { s in
                     s.polls += 1
+                    let serial = address.serial.map(Int64.init)
                     if let m = s.meters.firstIndex(where: { $0.address == address.busAddress.map(Int.init)
-                                                            || ($0.serial != nil && $0.serial == address.serial.map(Int64.init)) }) {
+                                                            || ($0.serial != nil && $0.serial == serial) }) {
                         s.meters[m].lastReadingTime = now
                         s.meters[m].register = Int64(reading.register)
                         s.meters[m].credit = reading.credit
@@ -354,7 +357,8 @@ final class BusPoller: Sendable {
             }
             for (meter, sequence) in record.foreignSequences {
                 self.logger.warning(
-                    "meter reports a purchase sequence this store never sold: is it bound to another desk?", metadata: ["meterId": .stringConvertible(meter),
+                    "meter reports a purchase sequence this store never sold: is it bound to another desk?",
+                    metadata: ["meterId": .stringConvertible(meter),
                                                                    "sequence": .stringConvertible(sequence)])
             }
         } catch {
@@ -383,7 +387,8 @@ final class BusPoller: Sendable {
         let result = await attempt({ () async throws(BusError) in
             try await driver.onBus { d throws(BusError) in
                 let state = try d.readSequence(address)
-                return try d.setClock(address, to: UInt32(clamping: now()), signer: KeyFileSigner(keys: keys, after: state))
+                let signer = KeyFileSigner(keys: keys, after: state)
+                return try d.setClock(address, to: UInt32(clamping: now()), signer: signer)
             }
         })
         switch result {

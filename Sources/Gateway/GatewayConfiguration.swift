@@ -118,7 +118,9 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
 
     public static let `default` = ListenAddress(host: "127.0.0.1", port: 9464)
 
-    public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+    public var description: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+    }
 
     /// "127.0.0.1:9464", "[::1]:9464", "localhost:9464"; nil if it is not that form.
     public init?(parsing text: String) {

@@ -44,19 +44,23 @@ public final class GatewayMetrics: Sendable {
         init(_ bus: String, factory: PrometheusMetricsFactory) {
             let d = [("bus", bus)]
             self.polls = CoreMetrics.Counter(label: "metergw_polls_total", dimensions: d, factory: factory)
-            self.pollDuration = CoreMetrics.Timer(label: "metergw_poll_duration_seconds", dimensions: d, factory: factory)
-            self.cycleDuration = CoreMetrics.Timer(label: "metergw_cycle_duration_seconds", dimensions: d, factory: factory)
+            self.pollDuration = CoreMetrics.Timer(label: "metergw_poll_duration_seconds", dimensions: d,
+                                                  factory: factory)
+            self.cycleDuration = CoreMetrics.Timer(label: "metergw_cycle_duration_seconds", dimensions: d,
+                                                   factory: factory)
             self.readings = CoreMetrics.Counter(label: "metergw_readings_stored_total", dimensions: d, factory: factory)
             self.meters = CoreMetrics.Gauge(label: "metergw_bus_meters", dimensions: d, factory: factory)
             var failures: [FailureKind: CoreMetrics.Counter] = [:]
             for kind in FailureKind.allCases {
-                failures[kind] = CoreMetrics.Counter(label: "metergw_poll_failures_total", dimensions: d + [("kind", kind.rawValue)],
+                failures[kind] = CoreMetrics.Counter(label: "metergw_poll_failures_total",
+                                                     dimensions: d + [("kind", kind.rawValue)],
                                          factory: factory)
             }
             self.failures = failures
             var states: [BusState: CoreMetrics.Gauge] = [:]
             for state in BusState.allCases {
-                states[state] = CoreMetrics.Gauge(label: "metergw_bus_state", dimensions: d + [("state", state.rawValue)],
+                states[state] = CoreMetrics.Gauge(label: "metergw_bus_state",
+                                                  dimensions: d + [("state", state.rawValue)],
                                       factory: factory)
             }
             self.states = states

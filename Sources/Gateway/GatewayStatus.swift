@@ -88,7 +88,11 @@ public final class StatusBoard: Sendable {
 
     func register(_ bus: BusStatus) {
         self.state.withLock { s in
-            if let i = s.buses.firstIndex(where: { $0.name == bus.name }) { s.buses[i] = bus } else { s.buses.append(bus) }
+            if let i = s.buses.firstIndex(where: { $0.name == bus.name }) {
+                s.buses[i] = bus
+            } else {
+                s.buses.append(bus)
+            }
         }
     }
 

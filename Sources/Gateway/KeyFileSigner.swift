@@ -23,9 +23,12 @@ public struct KeyFileSigner: RequestSigner {
     }
 
     public func sign<R: AuthenticatedRequest>(_ request: R, serial: UInt32) -> R {
-        CommandSigner(keys: self.keys.meter(serial: serial, revision: self.revision)).sign(request, counter: self.counter)
+        CommandSigner(keys: self.keys.meter(serial: serial, revision: self.revision))
+            .sign(request, counter: self.counter)
     }
 
     /// The same keys and revision, the next counter.
-    public var next: KeyFileSigner { KeyFileSigner(keys: self.keys, revision: self.revision, counter: self.counter &+ 1) }
+    public var next: KeyFileSigner {
+        KeyFileSigner(keys: self.keys, revision: self.revision, counter: self.counter &+ 1)
+    }
 }

@@ -122,7 +122,8 @@ final class DemoRun {
                            "--out", self.path("card-back.bin")])
 
         self.section("a remote sale: queued for the gateway")
-        try self.metergw(["sell", "--account", "5", "--amount", "10.00", "--remote", "--request-id", "demo-remote-1"], env)
+        try self.metergw(["sell", "--account", "5", "--amount", "10.00", "--remote", "--request-id", "demo-remote-1"],
+                         env)
 
         self.section("the gateway")
         let configuration = """
@@ -164,7 +165,9 @@ final class DemoRun {
 
         self.section("north meter 3 runs low: the alarm, then the cut-off")
         let meter3 = ids[Int64(self.serials["north"]![3]!)]!
-        try self.wait("the low-credit alarm recorded") { try db.alarmChanges(meterID: meter3).contains { $0.alarms & 1 != 0 } }
+        try self.wait("the low-credit alarm recorded") {
+            try db.alarmChanges(meterID: meter3).contains { $0.alarms & 1 != 0 }
+        }
         try self.emulator(["consume", "--link", self.north, "--device", "3", "8500"])
         try self.wait("the relay opening recorded") {
             try db.relayChanges(meterID: meter3).last?.relay == "open"
@@ -172,7 +175,8 @@ final class DemoRun {
         Output.line(self.eventsText(db, meter3))
 
         self.section("remote credit for account 3: the relay closes again")
-        try self.metergw(["sell", "--account", "3", "--amount", "15.00", "--remote", "--request-id", "demo-remote-2"], env)
+        try self.metergw(["sell", "--account", "3", "--amount", "15.00", "--remote", "--request-id", "demo-remote-2"],
+                         env)
         try self.wait("the relay closing recorded") {
             try db.purchase(requestID: "demo-remote-2")?.state == .applied
                 && db.relayChanges(meterID: meter3).last?.relay == "closed"

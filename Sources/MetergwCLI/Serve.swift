@@ -66,8 +66,10 @@ struct Serve: ParsableCommand {
         let keys = try Self.keys(configuration, logger: logger)
         let machine = DeviceEventSources.forMachine(devicePaths: configuration.buses.map(\.device.path))
         if machine.udevAbsent {
-            logger.notice(
-                "udev is not running here (no /run/udev/control): watching /dev and the configured device folders for adapters instead")
+            logger.notice("""
+                udev is not running here (no /run/udev/control): watching /dev and the configured device folders \
+                for adapters instead
+                """)
         }
         let crash = CrashHook.fromEnvironment()
         let gateway = GatewayService(configuration: configuration, store: store, keys: keys, logger: logger,

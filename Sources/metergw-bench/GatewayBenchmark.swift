@@ -163,7 +163,8 @@ enum GatewayBenchmark {
               \(perBus.map { "\($0.0) \(String(format: "%.1f", $0.1))%" }.joined(separator: ", "))
               gateway CPU per poll \(Int(perPoll)) µs (target < 200 µs: \(perPoll < 200 ? "ok" : "ABOVE TARGET")); \
             \(String(format: "%.1f", cpuMicros / seconds / 10_000))% of one core
-              gateway RSS \(String(format: "%.1f", rssMB)) MB, peak \(String(format: "%.1f", Double(after.peakKB) / 1024)) MB \
+              gateway RSS \(String(format: "%.1f", rssMB)) MB, \
+            peak \(String(format: "%.1f", Double(after.peakKB) / 1024)) MB \
             (target < 50 MB: \(rssMB < 50 ? "ok" : "ABOVE TARGET"))
             """
     }

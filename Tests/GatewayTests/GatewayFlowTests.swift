@@ -159,4 +159,44 @@ import Glibc
             #expect(Int64(emulated[address]!["lastAppliedSequence"] as! Int) == meter.lastAppliedSequence)
         }
     }
+
+    /// `metergw demo`, the README's main command, runs to the end on emulated hardware and cleans up.
+    @Test func theDemoRunsToTheEndAndCleansUp() throws {
+        let dir = try EmulatorProcess.makeDirectory().appendingPathComponent("demo").path
+        let (status, out, err) = try metergw(["demo", "--dir", dir, "--port", String(Int.random(in: 20_000...60_000))])
+        #expect(status == 0, "\(out)\n\(err)")
+        #expect(out.contains("alarms  low-credit,cutoff"))
+        #expect(out.contains("relay   open"))
+        #expect(out.contains("relay   closed"))
+        #expect(out.contains("north  polling"))
+        #expect(out.contains("ok: integrity and every invariant hold"))
+        #expect(!FileManager.default.fileExists(atPath: dir))
+    }
+
+    /// SIGHUP reads the file again: a bus added to it starts polling; a broken file is refused and the running
+    /// configuration stays.
+    @Test func sighupReloadsTheBusesAndRefusesABrokenFile() throws {
+        let site = try Site()
+        try site.addBus("first", meters: 1)
+        let config = try site.writeConfiguration()
+        let gateway = try GatewayProcess(config: config, logPath: site.file("gateway.log"))
+        try eventually("first polling\n\(gateway.log)") { site.bus("first")?.state == .polling }
+        try site.addBus("second", meters: 1)
+        _ = try site.writeConfiguration()
+        gateway.signal(SIGHUP)
+        try eventually("second polling after SIGHUP\n\(gateway.log)") { try site.readingCount("second", 1) >= 2 }
+        #expect(site.status?.buses.map(\.name).sorted() == ["first", "second"])
+
+        let good = try String(contentsOfFile: config, encoding: .utf8)
+        try (good + "\nbogus = 1\n").write(toFile: config, atomically: true, encoding: .utf8)
+        gateway.signal(SIGHUP)
+        try eventually("the broken file refused\n\(gateway.log)") {
+            gateway.log.contains("SIGHUP: configuration not reloaded, the running one stays")
+        }
+        let before = try site.readingCount("second", 1)
+        try eventually("both buses keep polling") {
+            try site.readingCount("second", 1) > before && site.bus("first")?.state == .polling
+        }
+        #expect(gateway.terminate() == 0)
+    }
 }

@@ -82,7 +82,8 @@ final class Site {
         self.emulators[name]?.terminate()
         self.emulators[name] = try EmulatorProcess(
             directory: folder,
-            arguments: ["--meters", String(meters), "--seed", String(self.seeds[name]!), "--state", folder.appendingPathComponent("state.json").path] + arguments)
+            arguments: ["--meters", String(meters), "--seed", String(self.seeds[name]!),
+                        "--state", folder.appendingPathComponent("state.json").path] + arguments)
     }
 
     /// A configuration with every bus, polled every `interval`.

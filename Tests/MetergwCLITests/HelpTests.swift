@@ -9,7 +9,7 @@ import Testing
     static let commands: [[String]] = [
         [], ["ports"], ["scan"], ["read"], ["relay"], ["thresholds"], ["clock", "sync"], ["alarms", "ack"],
         ["topup"], ["card"], ["card", "read"], ["card", "write"], ["sniff"], ["doctor"], ["decode"], ["keys"],
-        ["account"], ["meter"], ["tariff"], ["sell"], ["report"], ["db"], ["serve"], ["status"],
+        ["account"], ["meter"], ["tariff"], ["sell"], ["report"], ["db"], ["serve"], ["status"], ["demo"],
     ]
 
     @Test(arguments: commands)
