@@ -20,6 +20,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // MARK: C glue (kernel headers only, no logic)
@@ -54,6 +60,29 @@ let package = Package(
             name: "CentralStore",
             dependencies: ["Prepaid", .product(name: "PostgresNIO", package: "postgres-nio")]),
 
+        // MARK: Service (no NIO here: the HTTP endpoint lives in GatewayHTTP)
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "MeterBus", "MeterProtocol", "SerialPort", "CUdev", "Prepaid", "KeyStore", "BillingStore",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+
+        .target(
+            name: "GatewayHTTP",
+            dependencies: [
+                "Gateway",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // MARK: Emulation
         .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
         // A simplified meter for the bus master's tests and benchmark; not the prepaid meter model.
@@ -77,7 +106,12 @@ let package = Package(
                 "KeyStore",
                 "BillingStore",
                 "CentralStore",
+                "Gateway",
+                "GatewayHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(name: "metergw", dependencies: ["MetergwCLI"]),
@@ -85,7 +119,7 @@ let package = Package(
             name: "metergw-bench",
             dependencies: [
                 "MeterProtocol", "BillingStore", "Prepaid", "MeterBus", "MeterEmulator", "MeterEmulatorTesting",
-                "SerialPort", "CentralStore", "MetergwTestSupport",
+                "SerialPort", "Gateway", "KeyStore", "CentralStore", "MetergwTestSupport",
             ]
         ),
 
@@ -119,6 +153,13 @@ let package = Package(
         .testTarget(name: "CentralStoreTests", dependencies: ["CentralStore", "MetergwTestSupport"]),
         // Lints udev/ and tools/metergw.service and runs tools/install --dry-run; reads them from the repository.
         .testTarget(name: "InstallTests"),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway", "BillingStore", "MeterBus", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore",
+                "MetergwTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "MetergwCLITests",
             dependencies: [

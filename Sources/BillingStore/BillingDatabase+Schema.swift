@@ -7,6 +7,7 @@ extension BillingDatabase {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-billing", migrate: Self.v1Billing)
         migrator.registerMigration("v2-readings", migrate: Self.v2Readings)
+        migrator.registerMigration("v3-gateway", migrate: Self.v3Gateway)
         migrator.registerMigration("v4-outbox", migrate: Self.v4Outbox)
         return migrator
     }
@@ -276,6 +277,29 @@ extension BillingDatabase {
                 operator TEXT NOT NULL CHECK (length(operator) > 0)
             );
             CREATE INDEX cardUploadByMeter ON cardUpload(meterId, meterTime);
+            """)
+    }
+
+    /// What the gateway adds: relay changes (one row when the relay's position or reason changes, not one per poll),
+    /// and meter clock corrections.
+    static func v3Gateway(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE relayChange (
+                meterId INTEGER NOT NULL REFERENCES meter(id),
+                time INTEGER NOT NULL,
+                relay TEXT NOT NULL CHECK (relay IN ('closed', 'open')),
+                reason INTEGER NOT NULL CHECK (reason BETWEEN 0 AND 255),
+                source TEXT NOT NULL CHECK (source IN ('poll', 'card')),
+                PRIMARY KEY (meterId, time)
+            ) WITHOUT ROWID;
+
+            CREATE TABLE clockCorrection (
+                meterId INTEGER NOT NULL REFERENCES meter(id),
+                time INTEGER NOT NULL,
+                meterTime INTEGER NOT NULL,
+                driftSeconds INTEGER NOT NULL,
+                PRIMARY KEY (meterId, time)
+            ) WITHOUT ROWID;
             """)
     }
 

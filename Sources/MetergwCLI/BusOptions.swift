@@ -1,4 +1,5 @@
 import ArgumentParser
+import Gateway
 import KeyStore
 import MeterBus
 import MeterProtocol
@@ -62,22 +63,12 @@ struct MeterSelector: ExpressibleByArgument, CustomStringConvertible {
     static var defaultValueDescription: String { "ADDRESS (1-247) | SERIAL | ADDRESS:SERIAL" }
 }
 
-/// Signs a meter's commands with keys from the key file and the next command counter (PROTOCOL.md §5.2).
-struct KeyFileSigner: RequestSigner {
-    let keys: IssuerKeys
-    let revision: UInt8
-    let counter: UInt32
-
-    func sign<R: AuthenticatedRequest>(_ request: R, serial: UInt32) -> R {
-        CommandSigner(keys: self.keys.meter(serial: serial, revision: self.revision)).sign(request, counter: self.counter)
-    }
-
+extension KeyFileSigner {
     /// Reads what the meter accepted last and signs the next command after it: a tool keeps no counter of its
     /// own, so two technicians' tools never collide.
     static func next(for meter: MeterAddress, driver: some MeterDriver, keys: IssuerKeys) throws -> KeyFileSigner {
         let state = try BusFailure.map { () throws(BusError) in try driver.readSequence(meter) }
-        return KeyFileSigner(keys: keys, revision: UInt8(clamping: state.keyRevision ?? 1),
-                             counter: (state.lastCommandCounter ?? 0) &+ 1)
+        return KeyFileSigner(keys: keys, after: state)
     }
 }
 

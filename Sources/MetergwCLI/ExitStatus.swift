@@ -22,6 +22,8 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case refused = 76
     /// Permission denied on a port or file.
     case noPermission = 77
+    /// The configuration file has errors (`metergw serve --check` lists them with their lines).
+    case configuration = 78
 
     public var exitCode: ExitCode { ExitCode(self.rawValue) }
 
@@ -37,6 +39,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .busy: "port or database held by another process"
         case .refused: "refused by the meter, the card writer (NAK) or the billing store's rules"
         case .noPermission: "permission denied"
+        case .configuration: "configuration error"
         }
     }
 }

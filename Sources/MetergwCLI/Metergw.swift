@@ -15,7 +15,8 @@ public struct Metergw: ParsableCommand {
             Ports.self, Scan.self, Read.self, Relay.self, ThresholdsCommand.self, Clock.self, AlarmsCommand.self,
             Topup.self, CardCommand.self, Sniff.self, Doctor.self, Decode.self, Keys.self,
             AccountCommand.self, MeterCommand.self, TariffCommand.self, Sell.self, PurchaseCommand.self,
-            PaymentsCommand.self, ReportCommand.self, DatabaseCommand.self, CentralCommand.self,
+            PaymentsCommand.self, ReportCommand.self, DatabaseCommand.self, CentralCommand.self, Serve.self,
+            StatusCommand.self, Demo.self,
         ]
     )
 

@@ -1,15 +1,14 @@
 import BillingStore
 import Foundation
+import Gateway
 import KeyStore
 import MeterBus
 import MeterProtocol
 import Prepaid
 
-/// `metergw topup --remote`: a store purchase delivered over the bus (docs/STORE.md "Remote top-up").
-///
-/// The meter's last applied sequence is read first, always: it confirms what the meter already has (a lost answer,
-/// a crash after sending), and nothing is sent for those. The rest goes in sequence order, one signed APPLY_CREDIT
-/// each (a cancelled purchase is a void: zero units), and each "applied" or "already applied" is marked applied.
+/// `metergw topup --remote`: a store purchase delivered over the bus (docs/STORE.md "Remote top-up"), by the same
+/// ``CreditDelivery`` the gateway's credit queue uses: the meter's last applied sequence is read first, always,
+/// and only what it does not have is sent, in sequence order.
 struct RemoteTopup {
     let command: Topup
 
@@ -44,56 +43,27 @@ struct RemoteTopup {
         defer { session.close() }
         let driver = NativeDriver(session: session)
 
-        // 1. What the meter has: confirm it, send nothing for it.
-        var state = try BusFailure.map { () throws(BusError) in try driver.readSequence(address) }
-        var confirmed = try StoreCLI.run {
-            try db.markApplied(meter: String(meter.serial), upTo: state.lastAppliedPurchase, source: "reading", by: actor)
-        }
-        // 2. The rest, in sequence order, up to the target.
-        var counter = (state.lastCommandCounter ?? 0) &+ 1
-        let revision = UInt8(clamping: state.keyRevision ?? 1)
-        var sent: [(Purchase, Bool)] = []
-        for p in all where Int64(state.lastAppliedPurchase) < p.sequence && p.sequence <= target.sequence {
-            let units: UInt32
-            switch p.state {
-            case .queued: units = UInt32(p.units)
-            case .cancelled: units = 0  // a void keeps the meter's sequence without a gap
-            case .applied: continue
-            case .created, .written:
-                throw CLIError(.refused, "purchase \(p.id!) (sequence \(p.sequence)) is on the customer's card and "
-                               + "the meter needs it first: insert the card into the meter (or upload it at the "
-                               + "desk), then run this again; purchase \(target.id!) stays queued")
-            }
-            let signer = KeyFileSigner(keys: keys, revision: revision, counter: counter)
-            counter &+= 1
-            do {
-                let outcome = try BusFailure.map { () throws(BusError) in
-                    try driver.applyCredit(address, purchaseSequence: UInt32(p.sequence), units: units, signer: signer)
-                }
-                CrashHook.reach("topup-sent")
-                confirmed += try StoreCLI.run {
-                    try db.markApplied(meter: String(meter.serial), upTo: UInt32(p.sequence), source: "remote", by: actor)
-                }
-                sent.append((p, outcome.applied))
-            } catch let error as CLIError where error.status == .noAnswer || error.status == .ioError
-                || error.status == .dataError
-            {
-                // The answer was lost: the meter may or may not have applied it. Read, never resend blindly.
-                let after = try? BusFailure.map { () throws(BusError) in try driver.readSequence(address) }
-                guard let after, Int64(after.lastAppliedPurchase) >= p.sequence else {
-                    throw CLIError(error.status, "\(error.message)\nthe answer to purchase \(p.id!) (sequence "
-                                   + "\(p.sequence)) was lost and the meter "
-                                   + (after == nil ? "could not be read" : "has not applied it")
-                                   + ": it stays queued; run the same command again (it reads the meter's last "
-                                   + "applied sequence before sending anything)")
-                }
-                state = after
-                confirmed += try StoreCLI.run {
-                    try db.markApplied(meter: String(meter.serial), upTo: UInt32(p.sequence), source: "reading", by: actor)
-                }
-                sent.append((p, true))
+        // Read the meter's last applied sequence, confirm what it has, send the rest in order (CreditDelivery).
+        let delivery = CreditDelivery(
+            store: db, keys: keys, operatorName: actor.name, now: { StoreCLI.now },
+            crashHook: { point in if point == "credit-answered" { CrashHook.reach("topup-sent") } })
+        let outcome: CreditDelivery.Outcome
+        do {
+            outcome = try delivery.deliver(meter: meter, address: address, upTo: target.sequence, driver: driver)
+        } catch {
+            switch error {
+            case .bus(let bus): throw CLIError(bus: bus)
+            case .store(let store): throw StoreCLI.error(store)
+            case .cardPurchaseFirst:
+                throw CLIError(.refused, "\(error.description); purchase \(target.id!) stays queued, run this again "
+                               + "afterwards")
+            case .answerLost(_, _, let cause):
+                throw CLIError(CLIError(bus: cause).status, error.description.replacingOccurrences(
+                    of: "the next delivery reads", with: "run the same command again: it reads"))
             }
         }
+        let sent = outcome.sent.map { ($0.purchase, $0.applied) }
+        let confirmed = outcome.confirmed
 
         let final = try StoreCLI.run { try db.purchase(target.id!) }
         if self.command.bus.json {

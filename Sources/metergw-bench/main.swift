@@ -4,6 +4,7 @@
 //   swift run -c release metergw-bench store [...]    the billing store (StoreBench.swift)
 //   swift run -c release metergw-bench bus [--seconds N] [--bauds 9600,2400] [--meters N] [--warmup-rounds N] [--json]
 //   swift run -c release metergw-bench central [--readings N] [--batch N] [--meters N] [--json]
+//   swift run -c release metergw-bench gateway [--buses 16] [--meters 32] [--seconds 60] [--warmup 15] [--json]
 //
 // Each figure is the best of several rounds over the same data, so a busy second core shows up as spread
 // between rounds, not as a wrong result.
@@ -35,6 +36,10 @@ if CommandLine.arguments.dropFirst().first == "bus" {
 // Sync into a local PostgreSQL (CentralBenchmark.swift).
 if CommandLine.arguments.dropFirst().first == "central" {
     CentralBenchmark.main(CommandLine.arguments.dropFirst(2))
+}
+// The gateway process against many paced emulator processes (GatewayBenchmark.swift).
+if CommandLine.arguments.dropFirst().first == "gateway" {
+    GatewayBenchmark.main(CommandLine.arguments.dropFirst(2))
 }
 
 var arguments = CommandLine.arguments.dropFirst()

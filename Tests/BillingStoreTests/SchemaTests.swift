@@ -8,7 +8,7 @@ import Testing
     @Test func migrationsAreNamedAndAppliedOnceOnAFileInWALMode() throws {
         let path = temporaryPath()
         let store = try BillingDatabase.open(path: path)
-        #expect(try store.appliedMigrations() == ["v1-billing", "v2-readings", "v4-outbox"])
+        #expect(try store.appliedMigrations() == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox"])
         let again = try BillingDatabase.open(path: path, migrate: false)
         #expect(try again.migrate().applied.isEmpty)
         let (mode, keys, tables) = try store.writer.read { db in
@@ -17,7 +17,8 @@ import Testing
         }
         #expect(mode == "wal" && keys == 1)
         for table in ["account", "customer", "movement", "meter", "card", "tariff", "tariffVersion", "purchase",
-                      "reading", "dailyConsumption", "event", "alarm", "cardUpload", "bankPayment", "auditLog"] {
+                      "reading", "dailyConsumption", "event", "alarm", "cardUpload", "bankPayment", "auditLog",
+                      "relayChange", "clockCorrection"] {
             #expect(tables.contains(table), "missing \(table)")
         }
     }
@@ -25,7 +26,7 @@ import Testing
     @Test func migrateOnAnEmptyFileAppliesEveryMigrationInOrder() throws {
         let store = try BillingDatabase.open(path: temporaryPath(), migrate: false)
         let result = try store.migrate()
-        #expect(result.applied == ["v1-billing", "v2-readings", "v4-outbox"])
+        #expect(result.applied == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox"])
         #expect(result.all == result.applied)
     }
 

@@ -10,7 +10,8 @@ import Testing
         [], ["ports"], ["scan"], ["read"], ["relay"], ["thresholds"], ["clock", "sync"], ["alarms", "ack"],
         ["topup"], ["card"], ["card", "read"], ["card", "write"], ["sniff"], ["doctor"], ["decode"], ["keys"],
         ["account"], ["meter"], ["tariff"], ["sell"], ["report"], ["report", "meters"], ["report", "alarms"],
-        ["db"], ["central"], ["central", "migrate"], ["central", "gateway", "add"],
+        ["db"], ["central"], ["central", "migrate"], ["central", "gateway", "add"], ["serve"], ["status"],
+        ["demo"],
     ]
 
     @Test(arguments: commands)

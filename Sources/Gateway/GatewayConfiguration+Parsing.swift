@@ -1,0 +1,327 @@
+import Foundation
+import Logging
+import MeterBus
+import MeterProtocol
+import SerialPort
+import TOMLKit
+
+extension GatewayConfiguration {
+    /// Reads and checks the file at `path`: every problem found, each with its line.
+    public static func load(path: String) throws(ConfigurationError) -> GatewayConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw ConfigurationError(file: path, issues: [ConfigurationIssue(
+                line: nil, key: "",
+                message: exists ? "cannot be read: check its permissions (the service user must be able to read it)"
+                    : "no such file: give the path of the gateway's TOML configuration (docs/OPERATIONS.md)")])
+        }
+        return try Self.parse(String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    /// Parses and checks a configuration text; `file` names it in messages.
+    public static func parse(_ text: String, file: String = "gateway.toml") throws(ConfigurationError)
+        -> GatewayConfiguration
+    {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(file: file, issues: [ConfigurationIssue(
+                line: error.source.begin.line, key: "", message: "not valid TOML: \(error.description)")])
+        } catch {
+            throw ConfigurationError(file: file, issues: [ConfigurationIssue(
+                line: nil, key: "", message: "not valid TOML: \(error)")])
+        }
+        var reader = ConfigurationReader(index: TOMLLineIndex(text))
+        let configuration = reader.configuration(root)
+        guard reader.issues.isEmpty, let configuration else {
+            throw ConfigurationError(file: file, issues: reader.issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
+        }
+        return configuration
+    }
+}
+
+/// Walks the parsed tables, collecting every problem instead of stopping at the first.
+struct ConfigurationReader {
+    let index: TOMLLineIndex
+    var issues: [ConfigurationIssue] = []
+    /// Names and device paths seen so far, so a duplicate is caught even when its bus has other problems.
+    var names: Set<String> = []
+    var paths: Set<String> = []
+
+    static let topKeys = ["store", "keys", "metrics", "log_level", "clock_drift_limit", "bus"]
+    static let busKeys = ["name", "device", "udev", "line", "protocol", "poll_interval", "timeout", "retries",
+                          "meters", "discover"]
+
+    mutating func problem(_ key: String, _ message: String) {
+        self.issues.append(ConfigurationIssue(line: self.index.line(of: key), key: key, message: message))
+    }
+
+    mutating func configuration(_ root: TOMLTable) -> GatewayConfiguration? {
+        self.rejectUnknown(in: root, allowed: Self.topKeys, prefix: "")
+        let store = self.string(root, "store", "", required: true, expected: "the billing store's SQLite file path")
+        let keys = self.string(root, "keys", "", required: false, expected: "the key file's path")
+        var metrics: ListenAddress? = .default
+        if let value = root["metrics"] {
+            if value.bool == false {
+                metrics = nil
+            } else if let text = value.string, let address = ListenAddress(parsing: text) {
+                if address.isLoopback {
+                    metrics = address
+                } else {
+                    self.problem("metrics", "\(text) is not a loopback address: the endpoint has no authentication, "
+                                 + "so it listens on 127.0.0.1, ::1 or localhost only (e.g. \"127.0.0.1:9464\")")
+                }
+            } else {
+                self.problem("metrics", "expected \"HOST:PORT\" on the loopback interface (e.g. \"127.0.0.1:9464\") "
+                             + "or false, found \(Self.describe(value))")
+            }
+        }
+        var level = Logger.Level.info
+        if let text = self.string(root, "log_level", "", required: false,
+                                  expected: "one of \(Self.levelNames)") {
+            if let parsed = Logger.Level(rawValue: text.lowercased()) { level = parsed } else {
+                self.problem("log_level", "expected one of \(Self.levelNames), found \"\(text)\"")
+            }
+        }
+        var drift: Duration? = .seconds(60)
+        if let value = root["clock_drift_limit"] {
+            if value.bool == false {
+                drift = nil
+            } else {
+                drift = self.duration(value, key: "clock_drift_limit", range: .seconds(1)...(.seconds(86_400)),
+                                      extra: " or false (never set meter clocks)")
+            }
+        }
+        var buses: [BusConfiguration] = []
+        if let value = root["bus"] {
+            if let array = value.array, array.allSatisfy({ $0.table != nil }), !array.isEmpty {
+                for (i, entry) in array.enumerated() {
+                    if let bus = self.bus(entry.table!, key: "bus[\(i + 1)]") { buses.append(bus) }
+                }
+            } else {
+                self.problem("bus", "expected one or more [[bus]] tables, found \(Self.describe(value))")
+            }
+        } else {
+            self.problem("bus", "no [[bus]] table: the gateway needs at least one bus to poll")
+        }
+        guard let store else { return nil }
+        return GatewayConfiguration(store: store, keys: keys, metrics: metrics, logLevel: level,
+                                    clockDriftLimit: drift, buses: buses)
+    }
+
+    static let levelNames = Logger.Level.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+
+    mutating func bus(_ table: TOMLTable, key k: String) -> BusConfiguration? {
+        self.rejectUnknown(in: table, allowed: Self.busKeys, prefix: k + ".")
+        let name = self.string(table, "name", k, required: true, expected: "a short name for logs and metrics")
+        if let name, name.isEmpty || !name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
+            self.problem("\(k).name", "expected letters, digits, - and _ only (it labels metrics), found \"\(name)\"")
+        }
+        let path = self.string(table, "device", k, required: false, expected: "a device path such as /dev/ttyUSB0")
+        let udev = self.string(table, "udev", k, required: false,
+                               expected: "the adapter's name under /dev/metergw (udev/README.md)")
+        var device: DeviceReference?
+        switch (path, udev) {
+        case (let p?, nil):
+            if p.hasPrefix("/") { device = .path(p) } else {
+                self.problem("\(k).device", "expected an absolute path such as /dev/ttyUSB0, found \"\(p)\"")
+            }
+        case (nil, let u?):
+            if u.isEmpty || u.contains("/") {
+                self.problem("\(k).udev", "expected a name under /dev/metergw without slashes, found \"\(u)\"")
+            } else {
+                device = .udev(u)
+            }
+        case (_?, _?):
+            self.problem("\(k).udev", "give device or udev, not both")
+        case (nil, nil):
+            if table["device"] == nil && table["udev"] == nil {
+                self.problem(k, "missing device: give device = \"/dev/ttyUSB0\" (or a /dev/serial/by-id path) or "
+                             + "udev = \"NAME\" for /dev/metergw/NAME")
+            }
+        }
+        var line = LineSettings(baudRate: 9600, parity: .even)
+        if let text = self.string(table, "line", k, required: false, expected: "line settings such as \"9600:8E1\"") {
+            do { line = try LineSettings(parsing: text) } catch {
+                self.problem("\(k).line", "expected BAUD:DATA PARITY STOP such as \"9600:8E1\": \(error)")
+            }
+        }
+        var proto = BusProtocol.native
+        if let text = self.string(table, "protocol", k, required: false, expected: "\"native\"") {
+            if let parsed = BusProtocol(rawValue: text) {
+                if DriverFactory.supported.contains(parsed) { proto = parsed } else {
+                    self.problem("\(k).protocol", "\"\(text)\" is not supported by this build of metergw (supported: "
+                                 + DriverFactory.supported.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+                                 + "): upgrade metergw or choose a supported protocol")
+                }
+            } else {
+                self.problem("\(k).protocol", "expected one of "
+                             + BusProtocol.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+                             + ", found \"\(text)\"")
+            }
+        }
+        var interval = Duration.seconds(60)
+        if let value = table["poll_interval"] {
+            interval = self.duration(value, key: "\(k).poll_interval", range: .milliseconds(100)...(.seconds(86_400)))
+                ?? interval
+        }
+        var timeout: Duration?
+        if let value = table["timeout"] {
+            timeout = self.duration(value, key: "\(k).timeout", range: .milliseconds(1)...(.seconds(60)))
+        }
+        var retries = 2
+        if let value = table["retries"] {
+            if let n = value.int, (0...10).contains(n) { retries = n } else {
+                self.problem("\(k).retries", "expected an integer 0...10, found \(Self.describe(value))")
+            }
+        }
+        var meters: MeterSelection?
+        let discover = table["discover"]
+        if let discover, discover.bool == nil {
+            self.problem("\(k).discover", "expected true or false, found \(Self.describe(discover))")
+        }
+        switch (table["meters"], discover?.bool) {
+        case (let list?, let d) where d != true:
+            meters = self.meterList(list, key: "\(k).meters")
+        case (nil, true?):
+            meters = .discover
+        case (_?, true?):
+            self.problem("\(k).discover", "give meters = [...] or discover = true, not both")
+        default:
+            if discover == nil || discover?.bool == false {
+                self.problem(k, "no meters: give meters = [1, 2, \"3:20251125\"] (bus addresses, or "
+                             + "ADDRESS:SERIAL) or discover = true")
+            }
+        }
+        if let name, !self.names.insert(name).inserted {
+            self.problem("\(k).name", "the name \"\(name)\" is used by another bus")
+        }
+        if let device, !self.paths.insert(device.path).inserted {
+            self.problem(k, "\(device.path) is used by another bus: one bus per adapter")
+        }
+        guard let name, let device, let meters else { return nil }
+        return BusConfiguration(name: name, device: device, line: line, protocolName: proto, pollInterval: interval,
+                                timeout: timeout, retries: retries, meters: meters)
+    }
+
+    mutating func meterList(_ value: any TOMLValueConvertible, key: String) -> MeterSelection? {
+        guard let array = value.array, !array.isEmpty else {
+            self.problem(key, "expected a non-empty list of bus addresses 1...247 or \"ADDRESS:SERIAL\" strings, "
+                         + "found \(Self.describe(value))")
+            return nil
+        }
+        var meters: [MeterAddress] = []
+        var ok = true
+        for (i, item) in array.enumerated() {
+            var address: MeterAddress?
+            if let n = item.int, (1...247).contains(n) {
+                address = .bus(UInt8(n))
+            } else if let text = item.string {
+                let parts = text.split(separator: ":")
+                if parts.count == 2, let a = UInt8(parts[0]), (1...247).contains(a), let s = UInt32(parts[1]),
+                   s > 0, s < UInt32.max
+                {
+                    address = .bus(a, serial: s)
+                }
+            }
+            guard let address else {
+                self.problem("\(key)[\(i + 1)]", "expected a bus address 1...247 or \"ADDRESS:SERIAL\", found "
+                             + Self.describe(item))
+                ok = false
+                continue
+            }
+            if meters.contains(where: { $0.busAddress == address.busAddress }) {
+                self.problem("\(key)[\(i + 1)]", "bus address \(address.busAddress!) is listed twice")
+                ok = false
+            }
+            meters.append(address)
+        }
+        return ok ? .list(meters) : nil
+    }
+
+    mutating func rejectUnknown(in table: TOMLTable, allowed: [String], prefix: String) {
+        for key in table.keys where !allowed.contains(key) {
+            let near = allowed.first { Self.isNear($0, key) }
+            self.problem(prefix + key, "unknown key" + (near.map { " (did you mean \($0)?)" } ?? "")
+                         + ": expected one of " + allowed.joined(separator: ", "))
+        }
+    }
+
+    mutating func string(_ table: TOMLTable, _ key: String, _ prefix: String, required: Bool, expected: String)
+        -> String?
+    {
+        let full = prefix.isEmpty ? key : "\(prefix).\(key)"
+        guard let value = table[key] else {
+            if required { self.problem(prefix.isEmpty ? key : prefix, "missing \(key): expected \(expected)") }
+            return nil
+        }
+        guard let text = value.string else {
+            self.problem(full, "expected a string (\(expected)), found \(Self.describe(value))")
+            return nil
+        }
+        return text
+    }
+
+    /// "30s", "500ms", "2m", "1h".
+    mutating func duration(_ value: any TOMLValueConvertible, key: String, range: ClosedRange<Duration>,
+                           extra: String = "") -> Duration? {
+        let expected = "a duration such as \"30s\" or \"500ms\" within \(Self.text(range.lowerBound))..."
+            + "\(Self.text(range.upperBound))" + extra
+        guard let text = value.string, let parsed = Self.parseDuration(text) else {
+            self.problem(key, "expected \(expected), found \(Self.describe(value))")
+            return nil
+        }
+        guard range.contains(parsed) else {
+            self.problem(key, "expected \(expected), found \"\(text)\"")
+            return nil
+        }
+        return parsed
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let digits = text.prefix { $0.isNumber }
+        guard let n = Int64(digits), n >= 0 else { return nil }
+        switch text.dropFirst(digits.count) {
+        case "ms": return .milliseconds(n)
+        case "s": return .seconds(n)
+        case "m", "min": return .seconds(n * 60)
+        case "h": return .seconds(n * 3600)
+        default: return nil
+        }
+    }
+
+    static func text(_ d: Duration) -> String {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        return ms % 1000 == 0 ? "\(ms / 1000)s" : "\(ms)ms"
+    }
+
+    static func describe(_ value: any TOMLValueConvertible) -> String {
+        switch value.type {
+        case .string: "the string \"\(value.string ?? "")\""
+        case .int: "the integer \(value.int ?? 0)"
+        case .bool: "\(value.bool ?? false)"
+        case .double: "a floating-point number"
+        case .array: "an array"
+        case .table: "a table"
+        default: "a date or time"
+        }
+    }
+
+    /// A misspelling: one edit apart, or the same letters without _ and -.
+    static func isNear(_ a: String, _ b: String) -> Bool {
+        let strip = { (s: String) in s.lowercased().filter { $0 != "_" && $0 != "-" } }
+        if strip(a) == strip(b) { return true }
+        let x = Array(a), y = Array(b)
+        guard abs(x.count - y.count) <= 1 else { return false }
+        var previous = Array(0...y.count)
+        for i in 1...max(1, x.count) where !x.isEmpty {
+            var current = [i] + Array(repeating: 0, count: y.count)
+            for j in 1...max(1, y.count) where !y.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[y.count] <= 1
+    }
+}
