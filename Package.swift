@@ -40,7 +40,9 @@ let package = Package(
         .target(name: "KeyStore", dependencies: ["Prepaid", "MeterProtocol"]),
 
         // MARK: Bus master
-        .target(name: "MeterBus", dependencies: ["MeterProtocol", "SerialPort"]),
+        .target(
+            name: "MeterBus",
+            dependencies: ["MeterProtocol", "ModbusProtocol", "DLT645Protocol", "SerialPort"]),
 
         // MARK: Store (SQLite via GRDB; knows the domain, not the wire's I/O)
         .target(
@@ -48,14 +50,16 @@ let package = Package(
             dependencies: ["Prepaid", "MeterProtocol", .product(name: "GRDB", package: "GRDB.swift")]),
 
         // MARK: Emulation
-        .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
+        .target(
+            name: "MeterEmulator",
+            dependencies: ["MeterProtocol", "ModbusProtocol", "DLT645Protocol", "SerialPort", "Prepaid"]),
         // A simplified meter for the bus master's tests and benchmark; not the prepaid meter model.
         .target(name: "MeterEmulatorTesting", dependencies: ["MeterEmulator", "MeterProtocol"]),
         .executableTarget(
             name: "meter-emulator",
             dependencies: [
-                "MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "MeterEmulator", "MeterProtocol", "ModbusProtocol", "ModbusMaps", "DLT645Protocol", "SerialPort",
+                "Prepaid", "KeyStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
@@ -64,6 +68,9 @@ let package = Package(
             name: "MetergwCLI",
             dependencies: [
                 "MeterProtocol",
+                "ModbusProtocol",
+                "ModbusMaps",
+                "DLT645Protocol",
                 "SerialPort",
                 "MeterBus",
                 "Prepaid",

@@ -93,7 +93,8 @@ extension CLIError {
         switch error {
         case .noAnswer: self.init(.noAnswer, error.description)
         case .corrupt, .unexpectedPayload: self.init(.dataError, error.description)
-        case .refused: self.init(.refused, error.description)
+        case .refused, .rejected: self.init(.refused, error.description)
+        case .unsupported: self.init(.usage, error.description)
         case .adapterGone: self.init(.ioError, error.description)
         case .serial(let serial): self.init(serial: serial)
         case .cancelled: self.init(.failure, error.description)
