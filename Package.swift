@@ -110,7 +110,7 @@ let package = Package(
             name: "MeterBusTests",
             dependencies: [
                 "MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort",
-                "MetergwTestSupport",
+                "MetergwTestSupport", "ModbusProtocol", "ModbusMaps", "DLT645Protocol",
             ]
         ),
         .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),

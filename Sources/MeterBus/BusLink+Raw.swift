@@ -37,8 +37,13 @@ extension BusLink {
             self.cleanSince = quiet && receiver.bufferedByteCount == 0 ? heard.lastByteAt : nil
             if let start = firstStart { tally.latencyMicros = (heard.lastByteAt - start).micros }
             let firstTry = attempt == 1 && sends.count == 1
+            // Without a SEQ an answer could belong to any try; but where every earlier try already heard its
+            // answer (damaged, or from the wrong address), this one answers the last try.
+            let earlierAnswered = attempt == sends.count && attempt > 1
+                && evidence.attempts.prefix(attempt - 1).allSatisfy { $0.seen.weight >= Evidence.Seen.garbage([]).weight }
             self.calibrate(key, firstByteAt: heard.firstByteAt, lastByteAt: heard.lastByteAt,
-                           length: heard.bytes.count, exact: heard.exact, sends: sends, firstTry: firstTry)
+                           length: heard.bytes.count, exact: heard.exact,
+                           sends: earlierAnswered ? [sends[attempt - 1]] : sends, firstTry: firstTry || earlierAnswered)
             if firstTry && heard.exact, let drained = sends.first {
                 tally.turnaroundMicros = (heard.firstByteAt - drained).micros
             }

@@ -70,11 +70,12 @@ public struct ModbusRTUFramer: Sendable {
     public mutating func append(_ bytes: [UInt8], atMicros micros: Int64) {
         guard !bytes.isEmpty else { return }
         if !self.buffer.isEmpty {
-            let silence = micros - self.lastByteMicros
+            // `micros` is when the last new byte arrived: the line was silent for the time since the previous
+            // byte less the new bytes' own wire time.
+            let silence = micros - self.lastByteMicros - self.characterTime(bytes.count)
             if silence >= self.frameSilenceMicros {
                 self.endFrame()
-            } else if let gap = self.characterGapMicros, silence > gap + self.characterTime(bytes.count) {
-                // The new bytes could not have taken longer than their own wire time to arrive.
+            } else if let gap = self.characterGapMicros, silence > gap {
                 self.broken = true
             }
         }
