@@ -96,8 +96,9 @@ let package = Package(
             name: "MeterProtocolTests", dependencies: ["MeterProtocol", "Prepaid", "MetergwTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "MetergwTestSupport"]),
-        .testTarget(name: "ModbusProtocolTests", dependencies: ["ModbusProtocol", "ModbusMaps"]),
-        .testTarget(name: "DLT645ProtocolTests", dependencies: ["DLT645Protocol"]),
+        .testTarget(
+            name: "ModbusProtocolTests", dependencies: ["ModbusProtocol", "ModbusMaps"], exclude: ["Fixtures"]),
+        .testTarget(name: "DLT645ProtocolTests", dependencies: ["DLT645Protocol"], exclude: ["Fixtures"]),
         .testTarget(
             name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol", "MetergwTestSupport"],
             exclude: ["Fixtures"]),
@@ -113,6 +114,13 @@ let package = Package(
                 "MetergwTestSupport", "ModbusProtocol", "ModbusMaps", "DLT645Protocol",
             ]
         ),
+        // Against independent implementations (pymodbus, minimalmodbus, dlt645 from PyPI, in .venv by tools/setup).
+        .testTarget(
+            name: "InteropTests",
+            dependencies: [
+                "MeterBus", "MeterEmulator", "ModbusProtocol", "ModbusMaps", "DLT645Protocol", "SerialPort",
+                "MetergwTestSupport",
+            ]),
         .testTarget(name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol"]),
         .testTarget(
             name: "MetergwCLITests",
