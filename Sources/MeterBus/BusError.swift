@@ -56,8 +56,8 @@ public enum BusError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(e.target) refused \(e.commandName): \(rejection.protocolName) \(rejection.codeText) "
                 + "(\(rejection.meaning)): \(rejection.advice)"
         case .unsupported(let operation, let protocolName):
-            return "\(protocolName) has no \(operation): nothing was sent; use a meter or protocol that offers it "
-                + "(metergw --help lists what each protocol can do)"
+            return "\(protocolName) does not offer \(operation): nothing was sent; use a meter or protocol that "
+                + "offers it (docs/INTEROP.md lists what each protocol can do)"
         case .cancelled:
             return "not sent: the request was cancelled (the caller stopped waiting or the session closed) before "
                 + "its turn on the bus; nothing reached the meter"

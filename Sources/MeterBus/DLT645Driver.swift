@@ -342,7 +342,7 @@ public struct DLT645Driver: MeterDriver {
     }
 
     public func probe(busAddress: UInt8, timeout: Duration?) throws(BusError) -> MeterIdentity? {
-        throw .unsupported(operation: "bus addresses 1-247 (meters have 12-digit addresses; scan searches them)",
+        throw .unsupported(operation: "bus addresses 1-247 (its meters have 12-digit addresses; scan searches them)",
                            protocolName: Self.protocolLabel)
     }
 
@@ -351,7 +351,7 @@ public struct DLT645Driver: MeterDriver {
     }
 
     public func readEvents(_ meter: MeterAddress, from index: UInt32, maxCount: Int) throws(BusError) -> EventLog {
-        throw .unsupported(operation: "the native event log", protocolName: Self.protocolLabel)
+        throw .unsupported(operation: "an event log", protocolName: Self.protocolLabel)
     }
 
     public func setThresholds(_ meter: MeterAddress, alarm: UInt32, cutoff: UInt32, signer: some RequestSigner)
@@ -363,7 +363,7 @@ public struct DLT645Driver: MeterDriver {
     public func setClock(_ meter: MeterAddress, to time: UInt32, signer: some RequestSigner)
         throws(BusError) -> ClockOutcome
     {
-        throw .unsupported(operation: "setting one meter's clock (use the broadcast: clock sync --all)",
+        throw .unsupported(operation: "setting one meter's clock without its programming password (use the broadcast: clock sync --all)",
                            protocolName: Self.protocolLabel)
     }
 

@@ -285,7 +285,11 @@ public struct ModbusDriver: MeterDriver {
             lastAppliedSequence: UInt32(clamping: sequence), alarmThreshold: UInt32(clamping: alarm ?? 0),
             cutoffThreshold: UInt32(clamping: cutoff ?? 0))
         reading.fields = fields
-        reading.measurements = values.map { Measurement(name: $0.0.name, value: $0.1, unit: $0.0.unit) }
+        // Values that are not already fields of the reading (voltage, current, frequency, export totals, ...).
+        let fieldReadings: Set<String> = ["register", "demand", "credit", "clock", "relay", "lastAppliedSequence",
+                                          "alarmThreshold", "cutoffThreshold"]
+        reading.measurements = values.filter { !fieldReadings.contains($0.0.reading) }
+            .map { Measurement(name: $0.0.name, value: $0.1, unit: $0.0.unit) }
         return reading
     }
 
@@ -314,7 +318,7 @@ public struct ModbusDriver: MeterDriver {
     }
 
     public func readEvents(_ meter: MeterAddress, from index: UInt32, maxCount: Int) throws(BusError) -> EventLog {
-        throw .unsupported(operation: "event log", protocolName: Self.protocolLabel)
+        throw .unsupported(operation: "an event log", protocolName: Self.protocolLabel)
     }
 
     public func setThresholds(_ meter: MeterAddress, alarm: UInt32, cutoff: UInt32, signer: some RequestSigner)

@@ -12,6 +12,14 @@ public struct RegisterMap: Codable, Hashable, Sendable {
     public var defaultLine: String?
     public var registers: [Entry]
 
+    public init(name: String, description: String, source: String, defaultLine: String?, registers: [Entry]) {
+        self.name = name
+        self.description = description
+        self.source = source
+        self.defaultLine = defaultLine
+        self.registers = registers
+    }
+
     public struct Entry: Codable, Hashable, Sendable {
         /// metergw's name for the value, e.g. "importEnergy".
         public var name: String

@@ -9,7 +9,8 @@ import Testing
     static let commands: [[String]] = [
         [], ["ports"], ["scan"], ["read"], ["relay"], ["thresholds"], ["clock", "sync"], ["alarms", "ack"],
         ["topup"], ["card"], ["card", "read"], ["card", "write"], ["sniff"], ["doctor"], ["decode"], ["keys"],
-        ["account"], ["meter"], ["tariff"], ["sell"], ["report"], ["db"],
+        ["account"], ["meter"], ["tariff"], ["sell"], ["report"], ["db"], ["modbus"], ["modbus", "read-holding"],
+        ["modbus", "write-registers"],
     ]
 
     @Test(arguments: commands)
