@@ -84,7 +84,7 @@ let package = Package(
             name: "metergw-bench",
             dependencies: [
                 "MeterProtocol", "BillingStore", "Prepaid", "MeterBus", "MeterEmulator", "MeterEmulatorTesting",
-                "SerialPort",
+                "SerialPort", "ModbusProtocol",
             ]
         ),
 

@@ -43,7 +43,8 @@ public struct ModbusDriver: MeterDriver {
         try self.session.withExclusiveAccess { link throws(BusError) in try link.broadcast(raw: bytes) }
     }
 
-    static func request(
+    /// One request on a link the caller holds (inside ``BusSession/withExclusiveAccess(_:)``).
+    public static func request(
         _ request: ModbusRequest, to address: UInt8, on link: BusLink, timeout: Duration?, retries: Int?
     ) throws(BusError) -> ModbusResponse {
         precondition((1...247).contains(address), "Modbus servers are at 1...247; broadcasts use broadcast(_:)")

@@ -3,6 +3,7 @@
 //   swift run -c release metergw-bench [--json] [--megabytes N] [--rounds N]
 //   swift run -c release metergw-bench store [...]    the billing store (StoreBench.swift)
 //   swift run -c release metergw-bench bus [--seconds N] [--bauds 9600,2400] [--meters N] [--warmup-rounds N] [--json]
+//   swift run -c release metergw-bench modbus [--seconds N] [--python PATH] [--json]   vs mbpoll and pymodbus
 //
 // Each figure is the best of several rounds over the same data, so a busy second core shows up as spread
 // between rounds, not as a wrong result.
@@ -30,6 +31,10 @@ if CommandLine.arguments.dropFirst().first == "store" {
 // The bus master against the emulator at line speed (BusBenchmark.swift); the codec benchmark below is unchanged.
 if CommandLine.arguments.dropFirst().first == "bus" {
     BusBenchmark.main(CommandLine.arguments.dropFirst(2))
+}
+// metergw's Modbus RTU master against mbpoll and pymodbus (ModbusBenchmark.swift).
+if CommandLine.arguments.dropFirst().first == "modbus" {
+    ModbusBenchmark.main(CommandLine.arguments.dropFirst(2))
 }
 
 var arguments = CommandLine.arguments.dropFirst()
