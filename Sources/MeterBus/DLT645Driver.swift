@@ -157,7 +157,7 @@ public struct DLT645Driver: MeterDriver {
         let offset = self.options.utcOffsetSeconds
         return try self.session.withExclusiveAccess { link throws(BusError) in
             var measurements: [Measurement] = []
-            var fields: ReadingFields = [.register]
+            var fields: ReadingFields = []
             func value(_ di: DataIdentifier, _ name: String) throws(BusError) -> Int64? {
                 let bytes: [UInt8]
                 do throws(BusError) {
@@ -176,7 +176,8 @@ public struct DLT645Driver: MeterDriver {
                         requestBytes: []))
                 }
             }
-            let register = try value(.forwardActiveTotal, "forwardActiveEnergy") ?? 0
+            let register = try value(.forwardActiveTotal, "forwardActiveEnergy")
+            if register != nil { fields.insert(.register) }
             _ = try value(.reverseActiveTotal, "reverseActiveEnergy")
             let power = try value(.totalActivePower, "activePower")
             if power != nil { fields.insert(.demand) }
@@ -194,7 +195,7 @@ public struct DLT645Driver: MeterDriver {
                 relay = (status >> 4) & 1 == 1 ? .open : .closed
             }
             var reading = MeterReading(
-                kind: .electricity, register: UInt64(clamping: register), credit: 0,
+                kind: .electricity, register: UInt64(clamping: register ?? 0), credit: 0,
                 // dW to W, rounded; export (negative power) is not demand.
                 demand: UInt32(clamping: max(0, ((power ?? 0) + 5) / 10)), meterTime: meterTime, relay: relay,
                 relayReason: .none, alarms: [], lastAppliedSequence: 0, alarmThreshold: 0, cutoffThreshold: 0)
@@ -289,10 +290,8 @@ public struct DLT645Driver: MeterDriver {
             var stack: [[UInt8]] = [[UInt8](repeating: 0xAA, count: 6)]
             var seen = Set<DLT645Address>()
             while let pattern = stack.popLast() {
-                guard let level = pattern.firstIndex(of: 0xAA) else {
-                    report.conflicts.append(UInt32(truncatingIfNeeded: pattern.count))
-                    continue
-                }
+                // Only patterns with a wildcard left are pushed (below).
+                guard let level = pattern.firstIndex(of: 0xAA) else { continue }
                 for pair in 0..<100 {
                     guard report.requests < budget else {
                         report.complete = false
@@ -314,7 +313,14 @@ public struct DLT645Driver: MeterDriver {
                         report.silences += 1
                     } catch .corrupt {
                         report.collisions += 1
-                        if level < 5 { stack.append(query) } else { report.conflicts.append(UInt32(pair)) }
+                        if level < 5 {
+                            stack.append(query)
+                        } else {
+                            // Every digit fixed and still colliding: two meters share an address (or the line is
+                            // noisy). Kept as the address's last 8 digits, in the report's 32-bit conflict list.
+                            let digits = DLT645Address(wire: query).description
+                            report.conflicts.append(UInt32(digits.suffix(8)) ?? 0)
+                        }
                     } catch .rejected {
                         // A meter answered abnormally (no such DI): it is there; narrow down to read its header.
                         report.collisions += 1

@@ -127,7 +127,7 @@ enum ModbusBenchmark {
         process.arguments = ["-m", "rtu", "-a", "1", "-b", "9600", "-P", "none", "-t", "4", "-0", "-r", "0", "-c",
                              "\(Self.registers)", "-l", "10", "-o", "1", link]
         let file = NSTemporaryDirectory() + "mbpoll-\(getpid()).txt"
-        FileManager.default.createFile(atPath: file, contents: nil)
+        _ = FileManager.default.createFile(atPath: file, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: file) }
         process.standardOutput = FileHandle(forWritingAtPath: file)
         process.standardError = FileHandle.nullDevice
