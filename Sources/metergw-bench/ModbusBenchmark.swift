@@ -2,7 +2,7 @@
 // reading the same 14 holding registers from the same meter-emulator (--protocol modbus) on a pseudo-terminal,
 // unpaced and paced at 9600 baud (docs/BENCHMARKS.md, "Modbus RTU master").
 //
-//   metergw-bench modbus [--seconds 10] [--python .venv/bin/python] [--json]
+//   metergw-bench modbus [--seconds 10] [--python .venv/bin/python] [--clients metergw,mbpoll,pymodbus] [--json]
 //
 // tx/s counts answered transactions over the measured wall time. CPU per tx is the whole client process's CPU
 // (getrusage for metergw: its caller and bus threads; /proc/PID/schedstat for mbpoll, single-threaded; the script's
@@ -46,14 +46,17 @@ enum ModbusBenchmark {
         var seconds = 10.0
         var python = ".venv/bin/python"
         var json = false
+        var clients = ["metergw", "mbpoll", "pymodbus"]
         var args = arguments
         while let arg = args.popFirst() {
             switch arg {
             case "--seconds": seconds = Double(args.popFirst() ?? "") ?? seconds
             case "--python": python = args.popFirst() ?? python
             case "--json": json = true
+            case "--clients": clients = (args.popFirst() ?? "").split(separator: ",").map(String.init)
             default:
-                print("usage: metergw-bench modbus [--seconds N] [--python PATH] [--json]")
+                print("usage: metergw-bench modbus [--seconds N] [--python PATH] [--clients metergw,mbpoll,pymodbus] "
+                      + "[--json]")
                 exit(64)
             }
         }
@@ -63,7 +66,7 @@ enum ModbusBenchmark {
                 let mode = paced ? "paced 9600 8N1" : "unpaced"
                 let emulator = try Emulator(paced: paced)
                 defer { emulator.stop() }
-                for client in ["metergw", "mbpoll", "pymodbus"] {
+                for client in clients {
                     let result: Result
                     switch client {
                     case "metergw": result = try self.metergw(link: emulator.link, seconds: seconds, mode: mode)
