@@ -48,7 +48,9 @@ let package = Package(
         .target(name: "KeyStore", dependencies: ["Prepaid", "MeterProtocol"]),
 
         // MARK: Bus master
-        .target(name: "MeterBus", dependencies: ["MeterProtocol", "SerialPort"]),
+        .target(
+            name: "MeterBus",
+            dependencies: ["MeterProtocol", "ModbusProtocol", "DLT645Protocol", "SerialPort"]),
 
         // MARK: Store (SQLite via GRDB; knows the domain, not the wire's I/O)
         .target(
@@ -84,14 +86,16 @@ let package = Package(
         ),
 
         // MARK: Emulation
-        .target(name: "MeterEmulator", dependencies: ["MeterProtocol", "SerialPort", "Prepaid"]),
+        .target(
+            name: "MeterEmulator",
+            dependencies: ["MeterProtocol", "ModbusProtocol", "DLT645Protocol", "SerialPort", "Prepaid"]),
         // A simplified meter for the bus master's tests and benchmark; not the prepaid meter model.
         .target(name: "MeterEmulatorTesting", dependencies: ["MeterEmulator", "MeterProtocol"]),
         .executableTarget(
             name: "meter-emulator",
             dependencies: [
-                "MeterEmulator", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "MeterEmulator", "MeterProtocol", "ModbusProtocol", "ModbusMaps", "DLT645Protocol", "SerialPort",
+                "Prepaid", "KeyStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
@@ -100,6 +104,9 @@ let package = Package(
             name: "MetergwCLI",
             dependencies: [
                 "MeterProtocol",
+                "ModbusProtocol",
+                "ModbusMaps",
+                "DLT645Protocol",
                 "SerialPort",
                 "MeterBus",
                 "Prepaid",
@@ -120,6 +127,7 @@ let package = Package(
             dependencies: [
                 "MeterProtocol", "BillingStore", "Prepaid", "MeterBus", "MeterEmulator", "MeterEmulatorTesting",
                 "SerialPort", "Gateway", "KeyStore", "CentralStore", "MetergwTestSupport",
+                "ModbusProtocol",
             ]
         ),
 
@@ -131,8 +139,9 @@ let package = Package(
             name: "MeterProtocolTests", dependencies: ["MeterProtocol", "Prepaid", "MetergwTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "MetergwTestSupport"]),
-        .testTarget(name: "ModbusProtocolTests", dependencies: ["ModbusProtocol", "ModbusMaps"]),
-        .testTarget(name: "DLT645ProtocolTests", dependencies: ["DLT645Protocol"]),
+        .testTarget(
+            name: "ModbusProtocolTests", dependencies: ["ModbusProtocol", "ModbusMaps"], exclude: ["Fixtures"]),
+        .testTarget(name: "DLT645ProtocolTests", dependencies: ["DLT645Protocol"], exclude: ["Fixtures"]),
         .testTarget(
             name: "PrepaidTests", dependencies: ["Prepaid", "KeyStore", "MeterProtocol", "MetergwTestSupport"],
             exclude: ["Fixtures"]),
@@ -145,9 +154,16 @@ let package = Package(
             name: "MeterBusTests",
             dependencies: [
                 "MeterBus", "MeterEmulator", "MeterEmulatorTesting", "MeterProtocol", "SerialPort",
-                "MetergwTestSupport",
+                "MetergwTestSupport", "ModbusProtocol", "ModbusMaps", "DLT645Protocol",
             ]
         ),
+        // Against independent implementations (pymodbus, minimalmodbus, dlt645 from PyPI, in .venv by tools/setup).
+        .testTarget(
+            name: "InteropTests",
+            dependencies: [
+                "MeterBus", "MeterEmulator", "ModbusProtocol", "ModbusMaps", "DLT645Protocol", "SerialPort",
+                "MetergwTestSupport",
+            ]),
         .testTarget(
             name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol", "MetergwTestSupport"]),
         .testTarget(name: "CentralStoreTests", dependencies: ["CentralStore", "MetergwTestSupport"]),

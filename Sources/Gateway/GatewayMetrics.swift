@@ -125,6 +125,7 @@ public enum FailureKind: String, Sendable, CaseIterable, Codable {
     case adapterGone = "adapter-gone"
     case serial
     case unexpectedPayload = "unexpected-payload"
+    case unsupported
     case store
 
     init(_ error: BusError) {
@@ -136,6 +137,9 @@ public enum FailureKind: String, Sendable, CaseIterable, Codable {
         case .serial: self = .serial
         case .unexpectedPayload: self = .unexpectedPayload
         case .cancelled: self = .serial
+        // A Modbus exception or a DL/T 645 abnormal answer is the meter saying no, like a NAK.
+        case .rejected: self = .refused
+        case .unsupported: self = .unsupported
         }
     }
 }

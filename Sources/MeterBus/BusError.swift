@@ -18,12 +18,18 @@ public enum BusError: Error, Sendable, Equatable, CustomStringConvertible {
     case unexpectedPayload(PayloadError, Evidence)
     /// Nothing was sent: the caller's task was cancelled, or the session closed, before the request's turn.
     case cancelled
+    /// The device refused the request in its own protocol's terms: a Modbus exception, a DL/T 645 abnormal answer.
+    case rejected(Rejection, Evidence)
+    /// The meter's protocol has no such operation (e.g. remote credit over Modbus); nothing was sent.
+    case unsupported(operation: String, protocolName: String)
 
     /// The evidence, for the cases that have it.
     public var evidence: Evidence? {
         switch self {
-        case .noAnswer(let e), .corrupt(let e), .refused(_, let e), .unexpectedPayload(_, let e): e
-        case .adapterGone, .serial, .cancelled: nil
+        case .noAnswer(let e), .corrupt(let e), .refused(_, let e), .unexpectedPayload(_, let e),
+            .rejected(_, let e):
+            e
+        case .adapterGone, .serial, .cancelled, .unsupported: nil
         }
     }
 
@@ -46,6 +52,12 @@ public enum BusError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unexpectedPayload(let error, let e):
             return "\(e.target) answered \(e.commandName) with a payload this version cannot read "
                 + "(\(error.explanation)): check the meter's firmware and protocol version, or update metergw"
+        case .rejected(let rejection, let e):
+            return "\(e.target) refused \(e.commandName): \(rejection.protocolName) \(rejection.codeText) "
+                + "(\(rejection.meaning)): \(rejection.advice)"
+        case .unsupported(let operation, let protocolName):
+            return "\(protocolName) does not offer \(operation): nothing was sent; use a meter or protocol that "
+                + "offers it (docs/INTEROP.md lists what each protocol can do)"
         case .cancelled:
             return "not sent: the request was cancelled (the caller stopped waiting or the session closed) before "
                 + "its turn on the bus; nothing reached the meter"
@@ -66,6 +78,9 @@ public enum BusError: Error, Sendable, Equatable, CustomStringConvertible {
         case .staleSequence:
             return head + ": only late answers to earlier requests arrived: the meter answers more slowly than "
                 + "the timeout allows; raise the timeout"
+        case .wrongStation(let station):
+            return head + ": \(station) answered instead: two meters may share an address, or the meter is "
+                + "misconfigured; run metergw scan"
         case .onlyEcho:
             return head + ": only the adapter's echo of the request came back, so the request is on the wire but "
                 + "the meter is silent: check its address, power, the A/B wires and the line settings"
@@ -117,5 +132,26 @@ public enum BusError: Error, Sendable, Equatable, CustomStringConvertible {
         case .internalError:
             return "internal error in the device: power-cycle it; if it persists, replace it"
         }
+    }
+}
+
+/// A refusal in a non-native protocol's terms: a Modbus exception code, a DL/T 645 error word.
+public struct Rejection: Sendable, Equatable {
+    /// "Modbus", "DL/T 645".
+    public var protocolName: String
+    public var code: UInt16
+    /// "exception 2", "error word 0x02".
+    public var codeText: String
+    /// What the standard calls it: "illegal data address".
+    public var meaning: String
+    /// What to do about it.
+    public var advice: String
+
+    public init(protocolName: String, code: UInt16, codeText: String, meaning: String, advice: String) {
+        self.protocolName = protocolName
+        self.code = code
+        self.codeText = codeText
+        self.meaning = meaning
+        self.advice = advice
     }
 }

@@ -33,7 +33,7 @@ public final class BusLink {
 
     private var sequence: UInt8
     /// The next request may start at this instant (gap after the last answer, broadcast or timeout).
-    private var wireFreeAt: ContinuousClock.Instant
+    var wireFreeAt: ContinuousClock.Instant
     private var reception = Reception()
     /// The last transaction that gave up: a late answer to it, arriving later, still teaches its turnaround.
     private var lastGiveUp: GiveUp?
@@ -44,7 +44,7 @@ public final class BusLink {
     /// The last exchange ended with its answer and nothing else on the line, at this instant: stale input is then
     /// unlikely, and a flush (a system call) before the next request is skipped for a while. Whatever arrives
     /// anyway is handled by the decoder and the SEQ match; the flush is hygiene, not what makes matching safe.
-    private var cleanSince: ContinuousClock.Instant?
+    var cleanSince: ContinuousClock.Instant?
 
     struct GiveUp {
         var key: CalibrationKey
@@ -450,7 +450,7 @@ public final class BusLink {
 
     // MARK: Sending and the gap
 
-    private func send(_ bytes: [UInt8], attempt: Int) throws(BusError) -> (ContinuousClock.Instant,
+    func send(_ bytes: [UInt8], attempt: Int) throws(BusError) -> (ContinuousClock.Instant,
                                                                             ContinuousClock.Instant)
     {
         let start = self.clock.now
@@ -468,7 +468,7 @@ public final class BusLink {
         return (start, max(self.clock.now, start + wireTime))
     }
 
-    private func flushInput() throws(BusError) {
+    func flushInput() throws(BusError) {
         do {
             try self.transport.flush(.input)
         } catch .removed(let path) {
@@ -519,7 +519,7 @@ public final class BusLink {
         self.shared.calibration.withLock { Learned(turnaround: $0.turnaround[key], adapterLag: $0.adapterLag) }
     }
 
-    private func firstByteTimeout(for key: CalibrationKey, _ learned: Learned) -> Duration {
+    func firstByteTimeout(for key: CalibrationKey, _ learned: Learned) -> Duration {
         let o = self.options
         let base = (key.slow ? o.slowResponseTime : o.responseTime) + self.adapterAllowance(learned.adapterLag)
         guard o.calibrate else { return base }
@@ -562,10 +562,18 @@ public final class BusLink {
     }
 
     private func calibrate(_ key: CalibrationKey, heard: Heard, sends: [ContinuousClock.Instant], firstTry: Bool) {
-        guard self.options.calibrate, heard.exact, let first = sends.first else { return }
-        let arrival = (heard.firstByteAt - first).micros
-        let n = heard.frame.encodedLength
-        let span = heard.lastByteAt - heard.firstByteAt
+        self.calibrate(key, firstByteAt: heard.firstByteAt, lastByteAt: heard.lastByteAt,
+                       length: heard.frame.encodedLength, exact: heard.exact, sends: sends, firstTry: firstTry)
+    }
+
+    /// Learns a target's turnaround and the adapter's lag from one answer of `length` bytes.
+    func calibrate(
+        _ key: CalibrationKey, firstByteAt: ContinuousClock.Instant, lastByteAt: ContinuousClock.Instant,
+        length n: Int, exact: Bool, sends: [ContinuousClock.Instant], firstTry: Bool
+    ) {
+        guard self.options.calibrate, exact, let first = sends.first else { return }
+        let arrival = (firstByteAt - first).micros
+        let span = lastByteAt - firstByteAt
         let lag = max(.zero, self.characters(n - 1) - span)
         let minimumSamples = self.options.calibrationMinimumSamples
         self.shared.calibration.withLock { c in

@@ -15,6 +15,8 @@ public enum BusTraceEvent: Sendable, CustomStringConvertible {
     case answered(Frame, at: Duration, latency: Duration)
     /// The transaction gave up.
     case gaveUp(BusError, at: Duration)
+    /// The answer to a request in a protocol without native headers (Modbus RTU, DL/T 645) was accepted.
+    case answeredRaw(String, bytes: [UInt8], at: Duration, latency: Duration)
 
     public var description: String {
         switch self {
@@ -31,6 +33,8 @@ public enum BusTraceEvent: Sendable, CustomStringConvertible {
                 + "\(frame.sequence) \(Command.name(of: frame.command)) in \(formatMilliseconds(latency))"
         case .gaveUp(let error, let at):
             return "\(Self.stamp(at)) gave up: \(error)"
+        case .answeredRaw(let label, let bytes, let at, let latency):
+            return "\(Self.stamp(at)) answer to \(label) (\(bytes.count) bytes) in \(formatMilliseconds(latency))"
         }
     }
 

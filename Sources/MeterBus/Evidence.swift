@@ -12,15 +12,19 @@ public struct Evidence: Sendable, Equatable, CustomStringConvertible {
     /// The request exactly as sent on every try (retries send the same bytes).
     public var requestBytes: [UInt8]
     public var attempts: [Attempt]
+    /// The request's name where it is not a native command ("Modbus read input registers 72+2", "DL/T 645 read
+    /// data 00 01 00 00"); nil for native requests (named from `command`).
+    public var label: String?
 
     public init(target: Target, command: UInt8, sequence: UInt8, line: LineSettings, requestBytes: [UInt8],
-                attempts: [Attempt] = []) {
+                attempts: [Attempt] = [], label: String? = nil) {
         self.target = target
         self.command = command
         self.sequence = sequence
         self.line = line
         self.requestBytes = requestBytes
         self.attempts = attempts
+        self.label = label
     }
 
     /// One try: what was seen, the time allowed for the first byte, and the bytes received.
@@ -64,6 +68,9 @@ public struct Evidence: Sendable, Equatable, CustomStringConvertible {
         case crcMismatch([UInt8])
         /// A valid answer to this request, but from another address or serial.
         case wrongAddress(address: UInt8, serial: UInt32)
+        /// A valid answer to this request from another station, in its protocol's words (Modbus address 4,
+        /// DL/T 645 meter 000000123457).
+        case wrongStation(String)
         /// A valid answer to an earlier request (another SEQ or command): late, and discarded.
         case staleSequence(UInt8)
         /// A valid frame that answers nobody here: another master's request, or a device's frame we did not ask for.
@@ -80,7 +87,7 @@ public struct Evidence: Sendable, Equatable, CustomStringConvertible {
             case .garbage: 3
             case .staleSequence: 4
             case .busy: 5
-            case .wrongAddress: 6
+            case .wrongAddress, .wrongStation: 6
             case .partialFrame: 7
             case .crcMismatch: 8
             }
@@ -102,6 +109,7 @@ public struct Evidence: Sendable, Equatable, CustomStringConvertible {
             case .partialFrame(let bytes): "a frame cut short after \(bytes.count) byte(s)"
             case .crcMismatch(let bytes): "a damaged frame (\(bytes.count) byte(s), check failed)"
             case .wrongAddress(let address, let serial): "an answer from address \(address), serial \(serial)"
+            case .wrongStation(let station): "an answer from \(station)"
             case .staleSequence(let sequence): "a late answer to an earlier request (SEQ \(sequence))"
             case .otherTraffic: "another device's frame"
             case .busy: "NAK busy"
@@ -109,7 +117,12 @@ public struct Evidence: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var commandName: String { Command.name(of: self.command) }
+    var commandName: String { self.label ?? Command.name(of: self.command) }
+
+    /// "READ_STATUS SEQ 12" for native requests, the label for others (they carry no SEQ).
+    var requestName: String {
+        self.label ?? "\(Command.name(of: self.command)) SEQ \(self.sequence)"
+    }
 
     /// The most telling sighting over all tries.
     public var mostTelling: Seen {
@@ -118,7 +131,7 @@ public struct Evidence: Sendable, Equatable, CustomStringConvertible {
 
     /// One line per try, e.g. `try 2: a damaged frame (56 byte(s), check failed)`.
     public var description: String {
-        var lines = ["\(self.commandName) SEQ \(self.sequence) to \(self.target) at \(self.line):"]
+        var lines = ["\(self.requestName) to \(self.target) at \(self.line):"]
         for (index, attempt) in self.attempts.enumerated() {
             lines.append("  try \(index + 1): \(attempt.seen.summary)")
         }
@@ -127,7 +140,7 @@ public struct Evidence: Sendable, Equatable, CustomStringConvertible {
 
     /// For `--verbose`: the request and, per try, every received chunk in hex with its time after the request.
     public var verboseDescription: String {
-        var lines = ["\(self.commandName) SEQ \(self.sequence) to \(self.target) at \(self.line)",
+        var lines = ["\(self.requestName) to \(self.target) at \(self.line)",
                      "  sent (each try): \(hexString(self.requestBytes))"]
         for (index, attempt) in self.attempts.enumerated() {
             lines.append("  try \(index + 1) (first byte allowed \(formatMilliseconds(attempt.timeout))): "

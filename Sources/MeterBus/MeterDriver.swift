@@ -34,6 +34,10 @@ public protocol MeterDriver: Sendable {
     /// Finds every meter on the bus: a serial-number search where the protocol has one, else an address sweep.
     func scan(progress: ((ScanProgress) -> Void)?) throws(BusError) -> ScanReport
 
+    /// Sends the time (Unix seconds) to every meter at once; none answers. Each protocol's rules on what a meter
+    /// adopts apply (native: within 300 s, once a day; DL/T 645: within 5 minutes, once a day).
+    func broadcastTime(_ time: UInt32) throws(BusError)
+
     /// Runs `body` on the bus's thread with the wire to itself, for `async` callers.
     func onBus<T: Sendable>(_ body: @escaping @Sendable (Self) throws(BusError) -> T) async throws(BusError) -> T
 }
@@ -63,7 +67,7 @@ extension MeterDriver {
                 return true
             } catch .corrupt {
                 return false
-            } catch .refused {
+            } catch .refused, .rejected {
                 // Something answers at this address, even if it refuses IDENTIFY.
                 report.meters.append(DiscoveredMeter(address: MeterAddress(busAddress: address), kind: nil,
                                                      identity: nil))
@@ -90,16 +94,23 @@ public protocol RequestSigner: Sendable {
     func sign<R: AuthenticatedRequest>(_ request: R, serial: UInt32) -> R
 }
 
-/// Where a meter is on its bus: a bus address, a serial, or both (then both must match, §3).
+/// Where a meter is on its bus: a bus address, a serial, or both (then both must match, §3); or the station
+/// address of a protocol whose meters are named otherwise (DL/T 645's 12 digits).
 public struct MeterAddress: Hashable, Sendable, CustomStringConvertible {
     public var busAddress: UInt8?
     public var serial: UInt32?
+    /// A protocol's own address text, e.g. DL/T 645 "000000123456".
+    public var station: String?
 
-    public init(busAddress: UInt8? = nil, serial: UInt32? = nil) {
-        precondition(busAddress != nil || serial != nil, "a meter needs a bus address or a serial")
+    public init(busAddress: UInt8? = nil, serial: UInt32? = nil, station: String? = nil) {
+        precondition(busAddress != nil || serial != nil || station != nil,
+                     "a meter needs a bus address, a serial or a station address")
         self.busAddress = busAddress
         self.serial = serial
+        self.station = station
     }
+
+    public static func station(_ id: String) -> MeterAddress { MeterAddress(station: id) }
 
     public static func bus(_ address: UInt8, serial: UInt32? = nil) -> MeterAddress {
         MeterAddress(busAddress: address, serial: serial)
@@ -108,7 +119,8 @@ public struct MeterAddress: Hashable, Sendable, CustomStringConvertible {
     public static func serial(_ serial: UInt32) -> MeterAddress { MeterAddress(serial: serial) }
 
     public var description: String {
-        switch (self.busAddress, self.serial) {
+        if let station = self.station { return "meter \(station)" }
+        return switch (self.busAddress, self.serial) {
         case (let a?, let s?): "meter \(a) (serial \(s))"
         case (let a?, nil): "meter \(a)"
         case (nil, let s?): "meter with serial \(s)"
@@ -208,6 +220,10 @@ public struct MeterReading: Sendable, Hashable {
     public var lastAppliedSequence: UInt32
     public var alarmThreshold: UInt32
     public var cutoffThreshold: UInt32
+    /// Which of the fields above the meter's protocol reports; the others hold zeros (native: all of them).
+    public var fields: ReadingFields = .all
+    /// Further values the meter reports, integers with their unit (voltage in dV, current in mA, ...).
+    public var measurements: [Measurement] = []
 
     public init(kind: DeviceKind, register: UInt64, credit: Int64, demand: UInt32, meterTime: UInt32,
                 relay: RelayState, relayReason: RelayReason, alarms: Alarms, lastAppliedSequence: UInt32,
@@ -225,6 +241,36 @@ public struct MeterReading: Sendable, Hashable {
         self.lastAppliedSequence = lastAppliedSequence
         self.alarmThreshold = alarmThreshold
         self.cutoffThreshold = cutoffThreshold
+    }
+}
+
+/// Which fields of a ``MeterReading`` a protocol reports.
+public struct ReadingFields: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    public static let register = ReadingFields(rawValue: 1 << 0)
+    public static let credit = ReadingFields(rawValue: 1 << 1)
+    public static let demand = ReadingFields(rawValue: 1 << 2)
+    public static let clock = ReadingFields(rawValue: 1 << 3)
+    public static let relay = ReadingFields(rawValue: 1 << 4)
+    public static let alarms = ReadingFields(rawValue: 1 << 5)
+    public static let sequence = ReadingFields(rawValue: 1 << 6)
+    public static let thresholds = ReadingFields(rawValue: 1 << 7)
+    public static let all: ReadingFields = [.register, .credit, .demand, .clock, .relay, .alarms, .sequence,
+                                            .thresholds]
+}
+
+/// One named value of a reading, an integer in `unit`: ("voltageL1", 2301, "dV").
+public struct Measurement: Sendable, Hashable {
+    public var name: String
+    public var value: Int64
+    public var unit: String
+
+    public init(name: String, value: Int64, unit: String) {
+        self.name = name
+        self.value = value
+        self.unit = unit
     }
 }
 

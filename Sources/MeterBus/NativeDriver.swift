@@ -132,6 +132,10 @@ public struct NativeDriver: MeterDriver {
         }
     }
 
+    public func broadcastTime(_ time: UInt32) throws(BusError) {
+        try self.session.broadcast(BroadcastTime(time: time))
+    }
+
     public func onBus<T: Sendable>(_ body: @escaping @Sendable (NativeDriver) throws(BusError) -> T)
         async throws(BusError) -> T
     {

@@ -10,6 +10,9 @@ public enum Target: Hashable, Sendable, CustomStringConvertible {
     case serial(UInt32)
     /// ADDR 0: every device acts and none answers (DISCOVER excepted, see ``Discovery``).
     case broadcast
+    /// A device named by another protocol's own address, e.g. DL/T 645's 12 digits "000000123456" (Modbus
+    /// servers use ``address(_:serial:)``). Never a native frame's target.
+    case station(String)
 
     /// ADDR of a request frame.
     public var frameAddress: UInt8 {
@@ -17,6 +20,7 @@ public enum Target: Hashable, Sendable, CustomStringConvertible {
         case .address(let address, _): address
         case .serial: Frame.bySerialAddress
         case .broadcast: Frame.broadcastAddress
+        case .station: Frame.bySerialAddress
         }
     }
 
@@ -25,7 +29,7 @@ public enum Target: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .address(_, let serial): serial ?? Frame.anySerial
         case .serial(let serial): serial
-        case .broadcast: Frame.anySerial
+        case .broadcast, .station: Frame.anySerial
         }
     }
 
@@ -34,7 +38,7 @@ public enum Target: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .address(let address, let serial): frame.address == address && (serial == nil || frame.serial == serial)
         case .serial(let serial): frame.serial == serial
-        case .broadcast: false
+        case .broadcast, .station: false
         }
     }
 
@@ -45,6 +49,7 @@ public enum Target: Hashable, Sendable, CustomStringConvertible {
         case .address(let address, let serial?): "meter \(address) (serial \(serial))"
         case .serial(let serial): "the meter with serial \(serial)"
         case .broadcast: "every meter (broadcast)"
+        case .station(let id): "meter \(id)"
         }
     }
 }

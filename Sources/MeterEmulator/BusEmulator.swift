@@ -1,5 +1,7 @@
+import DLT645Protocol
 import Foundation
 import MeterProtocol
+import ModbusProtocol
 import SerialPort
 
 /// One emulated RS-485 bus on a pseudo-terminal: every device sees every request, the addressed one answers,
@@ -20,6 +22,8 @@ public final class BusEmulator: @unchecked Sendable {
         public var speed: Int
         public var faults: FaultPlan
         public var seed: UInt64
+        /// The protocol the meters speak on this bus (card writers speak only the native one).
+        public var wire: Wire = .native
 
         public init(linkPath: String, line: LineSettings = LineSettings(baudRate: 9600), pace: Bool = false,
                     responseDelay: Duration? = nil, speed: Int = 1, faults: FaultPlan = FaultPlan(), seed: UInt64 = 1)
@@ -31,6 +35,23 @@ public final class BusEmulator: @unchecked Sendable {
             self.speed = speed
             self.faults = faults
             self.seed = seed
+        }
+    }
+
+    /// The protocol a bus serves.
+    public enum Wire: Sendable {
+        case native
+        /// Modbus RTU, every meter through one register map.
+        case modbus(ModbusFrontEnd)
+        /// DL/T 645-2007, each meter at its 12-digit address.
+        case dlt645(DLT645FrontEnd)
+
+        public var name: String {
+            switch self {
+            case .native: "native"
+            case .modbus: "modbus"
+            case .dlt645: "dlt645"
+            }
         }
     }
 
@@ -116,6 +137,7 @@ public final class BusEmulator: @unchecked Sendable {
 
     /// Serves the bus until `stop()`. Throws only if the pseudo-terminal cannot be (re)created.
     public func run() throws(SerialError) {
+        guard case .native = self.options.wire else { return try self.runOtherProtocol() }
         var decoder = FrameDecoder()
         var window: [UInt8] = []
         var lastTick = self.clock.now
@@ -150,6 +172,181 @@ public final class BusEmulator: @unchecked Sendable {
                 self.advance(realMs: realMs)
             }
         }
+    }
+
+    // MARK: Modbus RTU and DL/T 645
+
+    /// The run loop for a bus of Modbus RTU or DL/T 645 meters: requests delimited as the protocol says (a Modbus
+    /// request by its function's length or by t3.5 of silence; DL/T 645 by its structure), answered by the
+    /// addressed meters through their front end, with the same faults, pacing and state as the native bus.
+    private func runOtherProtocol() throws(SerialError) {
+        let baud = self.options.line.baudRate
+        var framer = ModbusRTUFramer(baud: baud, bitsPerCharacter: self.options.line.bitsPerCharacter,
+                                     checkCharacterGaps: false)
+        framer.readsRequests = true
+        var dlt = DLT645Decoder()
+        var stream: [UInt8] = []
+        let epoch = self.clock.now
+        var lastTick = self.clock.now
+        let tick = Duration.milliseconds(100)
+        let silence = Duration.microseconds(framer.frameSilenceMicros)
+        while !self.stopFlag.isSet {
+            guard let pair = self.lock.withLock({ self.pair }) else {
+                self.sleep(until: self.clock.now + tick)
+                self.advance(realMs: tick.milliseconds)
+                lastTick = self.clock.now
+                continue
+            }
+            var bytes: [UInt8] = []
+            do {
+                let waiting = framer.bufferedByteCount > 0 || dlt.bufferedByteCount > 0
+                bytes = try pair.read(upTo: 4096, deadline: self.clock.now + (waiting ? silence : tick))
+            } catch .timeout {
+                if dlt.bufferedByteCount > 0 {
+                    dlt.finish()
+                    self.drainDLT645(&dlt, &stream, pair)
+                    dlt.resume()
+                }
+            } catch .removed {
+                return
+            }
+            let now = (self.clock.now - epoch).micros
+            switch self.options.wire {
+            case .modbus(let frontEnd):
+                framer.append(bytes, atMicros: now)
+                while let item = framer.next(nowMicros: (self.clock.now - epoch).micros) {
+                    switch item {
+                    case .frame(let raw): self.serveModbus(raw, frontEnd, pair)
+                    case .skipped(let raw, _): self.noteGarbage(raw.count)
+                    }
+                }
+            case .dlt645:
+                stream += bytes
+                dlt.append(bytes)
+                self.drainDLT645(&dlt, &stream, pair)
+            case .native:
+                preconditionFailure("the native bus runs run()")
+            }
+            if self.clock.now - lastTick >= tick {
+                let realMs = (self.clock.now - lastTick).milliseconds
+                lastTick = self.clock.now
+                self.advance(realMs: realMs)
+            }
+        }
+    }
+
+    private func noteGarbage(_ count: Int) {
+        self.lock.withLock {
+            self.statistics.garbageBytes += count
+            self.statistics.garbageRuns += 1
+        }
+    }
+
+    private func drainDLT645(_ decoder: inout DLT645Decoder, _ stream: inout [UInt8], _ pair: PseudoTerminalPair) {
+        guard case .dlt645(let frontEnd) = self.options.wire else { return }
+        while let item = decoder.next() {
+            switch item {
+            case .skipped(_, let count, _): self.noteGarbage(count)
+            case .frame(let frame, let offset):
+                let raw = offset < stream.count ? Array(stream[offset..<min(stream.count, offset + 12 + frame.data.count)])
+                    : []
+                self.serveDLT645(frame, raw: raw, frontEnd, pair)
+            }
+        }
+        // The decoder's offsets count from its start: keep the stream whole while the bus is up (small frames).
+        if decoder.bufferedByteCount == 0 && stream.count > 1 << 20 {
+            decoder = DLT645Decoder()
+            stream.removeAll()
+        }
+    }
+
+    private func meters() -> [EmulatedMeter] { self.devices.compactMap { $0 as? EmulatedMeter } }
+
+    private func serveModbus(_ raw: [UInt8], _ frontEnd: ModbusFrontEnd, _ pair: PseudoTerminalPair) {
+        guard let adu = try? ModbusADU(frame: raw) else { return }
+        let received = self.clock.now + (self.options.pace ? self.options.line.characterTime * raw.count : .zero)
+        let now = Self.unixNow()
+        var replies: [(address: UInt8, bytes: [UInt8])] = []
+        self.lock.withLock {
+            self.statistics.requests += 1
+            let broadcast = adu.address == ModbusADU.broadcastAddress
+            if broadcast { self.statistics.broadcasts += 1 }
+            var changed = false
+            for meter in self.meters() where broadcast || meter.busAddress == adu.address {
+                let (answer, didChange) = frontEnd.handle(adu.pdu, meter: meter, broadcast: broadcast, now: now)
+                changed = changed || didChange
+                if let answer {
+                    if answer.count == 2 && answer[0] & 0x80 != 0 && [1, 3].contains(answer[1]) {
+                        self.statistics.unreadable += 1
+                    }
+                    replies.append((meter.busAddress, ModbusADU(address: meter.busAddress, pdu: answer).encoded()))
+                }
+            }
+            if changed { self.onStateChange?() }
+        }
+        self.sendReplies(replies, request: raw, received: received, pair: pair) { bytes in
+            var moved = bytes
+            moved[0] = bytes[0] == 247 ? 1 : bytes[0] + 1
+            return ModbusCRC.appending(to: Array(moved.dropLast(2)))
+        }
+    }
+
+    private func serveDLT645(_ frame: DLT645Frame, raw: [UInt8], _ frontEnd: DLT645FrontEnd,
+                             _ pair: PseudoTerminalPair)
+    {
+        let received = self.clock.now + (self.options.pace ? self.options.line.characterTime * raw.count : .zero)
+        let now = Self.unixNow()
+        var replies: [(address: UInt8, bytes: [UInt8])] = []
+        self.lock.withLock {
+            guard !frame.isResponse else { return }
+            self.statistics.requests += 1
+            if frame.address.isBroadcast { self.statistics.broadcasts += 1 }
+            var changed = false
+            for meter in self.meters() {
+                let (answer, didChange) = frontEnd.handle(frame, meter: meter, now: now)
+                changed = changed || didChange
+                if let answer { replies.append((meter.busAddress, answer.encoded(preamble: 4))) }
+            }
+            if changed { self.onStateChange?() }
+        }
+        self.sendReplies(replies, request: raw, received: received, pair: pair) { bytes in
+            // Another meter's address: the lowest digit pair plus one, checksum recomputed.
+            guard let start = bytes.firstIndex(of: 0x68), bytes.count >= start + 12 else { return bytes }
+            var moved = bytes
+            let low = moved[start + 1]
+            moved[start + 1] = low & 0x0F == 9 ? (low & 0xF0) : low + 1
+            moved[moved.count - 2] = moved[start..<(moved.count - 2)].reduce(0, &+)
+            return moved
+        }
+    }
+
+    /// Shapes replies with the fault plan (by each meter's bus address) and sends them; several at once collide.
+    private func sendReplies(
+        _ replies: [(address: UInt8, bytes: [UInt8])], request: [UInt8], received: ContinuousClock.Instant,
+        pair: PseudoTerminalPair, readdress: ([UInt8]) -> [UInt8]
+    ) {
+        guard !replies.isEmpty else { return }
+        let nowMs = self.elapsedMs
+        var shaped: [ShapedReply] = []
+        self.lock.withLock {
+            for reply in replies {
+                if let s = self.injector.shape(bytes: reply.bytes, request: request, from: reply.address, nowMs: nowMs,
+                                               readdress: readdress)
+                {
+                    shaped.append(s)
+                    for fault in s.applied { self.statistics.faults[fault.rawValue, default: 0] += 1 }
+                }
+            }
+            self.statistics.replies += shaped.count
+            if shaped.count > 1 { self.statistics.collisions += 1 }
+        }
+        guard var reply = shaped.first else { return }
+        if shaped.count > 1 {
+            reply = ShapedReply(segments: [(shaped.map { $0.segments.first?.pauseMs ?? 0 }.max() ?? 0,
+                                            collide(shaped.map(\.bytes)))],
+                                vanishAfterMs: nil, burstMs: nil, applied: [])
+        }
+        self.send(reply, after: received, pair: pair)
     }
 
     private func advance(realMs: Int64) {
@@ -316,5 +513,13 @@ extension Duration {
     var milliseconds: Int64 {
         let (seconds, attoseconds) = self.components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
+
+extension Duration {
+    /// Whole microseconds, rounded down; integer arithmetic only.
+    var micros: Int64 {
+        let (seconds, attoseconds) = self.components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
     }
 }

@@ -20,7 +20,7 @@ public final class EmulatedMeter: EmulatedDevice {
         }
     }
 
-    public private(set) var state: State
+    public internal(set) var state: State
     public let keys: IssuerKeys
     /// Firmware and model it reports in IDENTIFY.
     public var model = "MGW-PM1 emulated"

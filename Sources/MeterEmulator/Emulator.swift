@@ -196,6 +196,7 @@ public final class Emulator: @unchecked Sendable {
             ("link", .string(self.bus.options.linkPath)),
             ("pty", self.bus.subordinatePath.map { .string($0) } ?? .null),
             ("line", .string(self.bus.options.line.description)),
+            ("protocol", .string(self.bus.options.wire.name)),
             ("devices", .array(devices)),
             ("statistics", self.bus.currentStatistics.json),
         ])

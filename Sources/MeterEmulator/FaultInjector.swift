@@ -36,6 +36,19 @@ public struct FaultInjector: Sendable {
     public mutating func shape(_ frame: Frame, request: [UInt8], from address: UInt8, nowMs: Int64)
         -> ShapedReply?
     {
+        self.shape(bytes: frame.encoded(), request: request, from: address, nowMs: nowMs) { _ in
+            var moved = frame
+            moved.address = frame.address == Frame.maxUnicastAddress ? 1 : frame.address + 1
+            return moved.encoded()
+        }
+    }
+
+    /// Shapes reply `bytes` of any protocol; `readdress` re-encodes them as sent from another address (the
+    /// `wrong-address` fault).
+    public mutating func shape(
+        bytes original: [UInt8], request: [UInt8], from address: UInt8, nowMs: Int64,
+        readdress: ([UInt8]) -> [UInt8]
+    ) -> ShapedReply? {
         let rules = self.plan.rules(for: address)
         if let until = self.mutedUntil[address], nowMs < until { return nil }
         // Every rule rolls once per reply, in plan order, whether or not it ends up mattering: this keeps the
@@ -50,12 +63,11 @@ public struct FaultInjector: Sendable {
         }
         if rule(.drop) != nil { return nil }
 
-        var frame = frame
+        var bytes = original
         if rule(.wrongAddress) != nil {
-            frame.address = frame.address == Frame.maxUnicastAddress ? 1 : frame.address + 1
+            bytes = readdress(bytes)
             applied.append(.wrongAddress)
         }
-        var bytes = frame.encoded()
         if rule(.corrupt) != nil {
             let index = self.dice.below(bytes.count)
             bytes[index] ^= UInt8(1) << UInt8(self.dice.below(8))

@@ -12,6 +12,8 @@ public enum PayloadError: Error, Hashable, Sendable {
     case unsupportedVersion(UInt8)
     /// A message that must be broadcast was addressed, or the other way round.
     case invalidAddressing(String)
+    /// An answer in another protocol (Modbus RTU, DL/T 645) that does not read as the request's answer, and why.
+    case malformed(String)
 
     public var explanation: String {
         switch self {
@@ -21,6 +23,7 @@ public enum PayloadError: Error, Hashable, Sendable {
         case .unknownCommand(let code): "unknown command 0x\(hex2(code))"
         case .unsupportedVersion(let v): "protocol version \(v) is newer than this implementation (1)"
         case .invalidAddressing(let why): why
+        case .malformed(let why): why
         }
     }
 }

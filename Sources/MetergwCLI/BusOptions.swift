@@ -43,16 +43,22 @@ struct BusOptions: ParsableArguments {
     var timeoutDuration: Duration? { self.timeout.map { .milliseconds($0) } }
 }
 
-/// `--meter 7` (bus address 1...247) or `--meter 20251125` (a serial), or `--meter 7:20251125` (both must match).
+/// `--meter 7` (bus address 1...247) or `--meter 20251125` (a serial), or `--meter 7:20251125` (both must match);
+/// with `--protocol dlt645`, the meter's 12-digit address (`--meter 000000123456`).
 struct MeterSelector: ExpressibleByArgument, CustomStringConvertible {
+    /// The native reading of the argument; a DL/T 645 station for 12 digits beyond a serial's range.
     var address: MeterAddress
+    var text: String
 
     init?(argument: String) {
+        self.text = argument
         let parts = argument.split(separator: ":")
         if parts.count == 2, let a = UInt8(parts[0]), (1...247).contains(a), let s = UInt32(parts[1]) {
             self.address = .bus(a, serial: s)
         } else if parts.count == 1, let n = UInt32(argument), n > 0 {
             self.address = n <= 247 ? .bus(UInt8(n)) : .serial(n)
+        } else if argument.count == 12, argument.allSatisfy(\.isNumber) {
+            self.address = .station(argument)
         } else {
             return nil
         }
@@ -60,7 +66,7 @@ struct MeterSelector: ExpressibleByArgument, CustomStringConvertible {
 
     var description: String { self.address.description }
 
-    static var defaultValueDescription: String { "ADDRESS (1-247) | SERIAL | ADDRESS:SERIAL" }
+    static var defaultValueDescription: String { "ADDRESS (1-247) | SERIAL | ADDRESS:SERIAL | 12-digit DL/T 645 address" }
 }
 
 extension KeyFileSigner {
@@ -84,7 +90,8 @@ extension CLIError {
         switch error {
         case .noAnswer: self.init(.noAnswer, error.description)
         case .corrupt, .unexpectedPayload: self.init(.dataError, error.description)
-        case .refused: self.init(.refused, error.description)
+        case .refused, .rejected: self.init(.refused, error.description)
+        case .unsupported: self.init(.usage, error.description)
         case .adapterGone: self.init(.ioError, error.description)
         case .serial(let serial): self.init(serial: serial)
         case .cancelled: self.init(.failure, error.description)

@@ -22,6 +22,9 @@ struct SignedCommandOptions: ParsableArguments {
     /// Opens the bus, loads the keys, signs with the counter after the meter's last, runs `body`.
     static func run<T>(bus: BusOptions, meter: MeterAddress, keys path: String?,
                        _ body: (NativeDriver, KeyFileSigner) throws(BusError) -> T) throws -> T {
+        guard meter.station == nil else {
+            throw ValidationError("\(meter) is a DL/T 645 address: add --protocol dlt645")
+        }
         let keys = try KeyFileOption.load(path)
         let session = try bus.session()
         defer { session.close() }
@@ -44,16 +47,32 @@ struct Relay: ParsableCommand {
 
     @OptionGroup var options: SignedCommandOptions
 
+    @OptionGroup var wire: ProtocolOptions
+
     func run() throws {
         let target: RelayState = self.position == .open ? .open : .closed
-        let outcome = try self.options.run { driver, signer throws(BusError) in
-            try driver.setRelay(self.options.meter.address, to: target, signer: signer)
+        let outcome: RelayOutcome
+        var name = self.options.meter.description
+        if self.wire.wire == .native {
+            outcome = try self.options.run { driver, signer throws(BusError) in
+                try driver.setRelay(self.options.meter.address, to: target, signer: signer)
+            }
+        } else {
+            // Modbus (a coil in the map) and DL/T 645 (0x1C with its password) carry no native MAC: no keys.
+            let meter = try self.wire.meter(self.options.meter)
+            name = meter.description
+            let session = try self.options.bus.session()
+            defer { session.close() }
+            let driver = try self.wire.driver(session)
+            outcome = try BusFailure.map { () throws(BusError) in
+                try driver.setRelay(meter, to: target, signer: UnsignedRequests())
+            }
         }
         if self.options.bus.json {
             Output.line(JSONValue.object([("relay", .string(outcome.relay.name)),
                                           ("reason", .string(outcome.reason.name))]).rendered())
         } else {
-            Output.line("\(self.options.meter): relay \(outcome.relay.name)"
+            Output.line("\(name): relay \(outcome.relay.name)"
                         + (outcome.reason == .none ? "" : " (\(outcome.reason.name))"))
         }
     }
@@ -106,6 +125,8 @@ struct Clock: ParsableCommand {
 
         @OptionGroup var bus: BusOptions
 
+        @OptionGroup var wire: ProtocolOptions
+
         @Option(help: "The meter: bus address, serial, or ADDRESS:SERIAL.")
         var meter: MeterSelector?
 
@@ -124,17 +145,33 @@ struct Clock: ParsableCommand {
             if self.all {
                 let session = try self.bus.session()
                 defer { session.close() }
-                try BusFailure.map { () throws(BusError) in try session.broadcast(BroadcastTime(time: now)) }
+                let driver = try self.wire.driver(session)
+                try BusFailure.map { () throws(BusError) in try driver.broadcastTime(now) }
                 if self.bus.json {
-                    Output.line(JSONValue.object([("broadcast", .string(UTCTime.iso8601(now)))]).rendered())
+                    Output.line(JSONValue.object([("broadcast", .string(UTCTime.iso8601(now))),
+                                                  ("protocol", .string(driver.protocolName))]).rendered())
                 } else {
-                    Output.line("broadcast \(UTCTime.iso8601(now)): meters within 300 s adopt it (no answers)")
+                    let rule = self.wire.wire == .dlt645 ? "meters adopt it by their own rules (DL/T 645: within "
+                        + "5 minutes, once a day)" : "meters within 300 s adopt it"
+                    Output.line("broadcast \(UTCTime.iso8601(now)) (\(driver.protocolName)): \(rule) (no answers)")
                 }
                 return
             }
             let meter = self.meter!
-            let outcome = try SignedCommandOptions.run(bus: self.bus, meter: meter.address, keys: self.keys) {
-                driver, signer throws(BusError) in try driver.setClock(meter.address, to: now, signer: signer)
+            let outcome: ClockOutcome
+            if self.wire.wire != .native {
+                // Modbus and DL/T 645 drivers say whether their meters take a clock setting (a typed error if not).
+                let address = try self.wire.meter(meter)
+                let session = try self.bus.session()
+                defer { session.close() }
+                let driver = try self.wire.driver(session)
+                outcome = try BusFailure.map { () throws(BusError) in
+                    try driver.setClock(address, to: now, signer: UnsignedRequests())
+                }
+            } else {
+                outcome = try SignedCommandOptions.run(bus: self.bus, meter: meter.address, keys: self.keys) {
+                    driver, signer throws(BusError) in try driver.setClock(meter.address, to: now, signer: signer)
+                }
             }
             let drift = Int64(outcome.previous) - Int64(now)
             if self.bus.json {

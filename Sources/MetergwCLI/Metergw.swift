@@ -13,6 +13,7 @@ public struct Metergw: ParsableCommand {
         version: Metergw.version,
         subcommands: [
             Ports.self, Scan.self, Read.self, Relay.self, ThresholdsCommand.self, Clock.self, AlarmsCommand.self,
+            ModbusCommand.self,
             Topup.self, CardCommand.self, Sniff.self, Doctor.self, Decode.self, Keys.self,
             AccountCommand.self, MeterCommand.self, TariffCommand.self, Sell.self, PurchaseCommand.self,
             PaymentsCommand.self, ReportCommand.self, DatabaseCommand.self, CentralCommand.self, Serve.self,

@@ -13,10 +13,14 @@ struct Scan: ParsableCommand {
             Searches serial-number prefixes with DISCOVER (docs/PROTOCOL.md §7): a few requests per meter instead \
             of one per bus address; --sweep tries addresses 1-247 one by one instead. Shows progress with an \
             estimate on a terminal, plain lines otherwise. Then reads each meter: address, serial, kind, firmware, \
-            credit, relay and alarms.
+            credit, relay and alarms. --protocol modbus sweeps addresses 1-247 (Modbus has no discovery); \
+            --protocol dlt645 reads the address with the wildcard, and searches address digits where several \
+            meters answer (docs/INTEROP.md).
             """)
 
     @OptionGroup var bus: BusOptions
+
+    @OptionGroup var wire: ProtocolOptions
 
     @Flag(help: "Try bus addresses 1-247 one by one instead of searching serial numbers.")
     var sweep = false
@@ -24,7 +28,7 @@ struct Scan: ParsableCommand {
     func run() throws {
         let session = try self.bus.session()
         defer { session.close() }
-        let driver = NativeDriver(session: session)
+        let driver = try self.wire.driver(session)
         let clock = ContinuousClock()
         let start = clock.now
         let bar = ProgressBar(enabled: standardErrorIsTerminal && !self.bus.json)
@@ -59,7 +63,10 @@ struct Scan: ParsableCommand {
             if row.identity == nil { row.identity = try? driver.identify(meter.address) }
             rows.append(row)
         }
-        rows.sort { ($0.meter.address.busAddress ?? 0, $0.meter.address.serial ?? 0) < ($1.meter.address.busAddress ?? 0, $1.meter.address.serial ?? 0) }
+        rows.sort {
+            ($0.meter.address.busAddress ?? 0, $0.meter.address.serial ?? 0, $0.meter.address.station ?? "")
+                < ($1.meter.address.busAddress ?? 0, $1.meter.address.serial ?? 0, $1.meter.address.station ?? "")
+        }
         if self.bus.json {
             Output.line(Self.json(report, rows).rendered())
         } else {
@@ -89,14 +96,15 @@ struct Scan: ParsableCommand {
         }
 
         var text: String {
-            let address = self.meter.address.busAddress.map(String.init) ?? "-"
+            let address = self.meter.address.busAddress.map(String.init) ?? self.meter.address.station ?? "-"
             let serial = self.meter.address.serial.map(String.init) ?? "-"
             let kind = (self.identity?.kind ?? self.meter.kind)?.name ?? "?"
             let firmware = self.identity?.firmware ?? "?"
-            let credit = self.reading.map { Units.text($0.credit, $0.unit.rawValue) } ?? "?"
-            let relay = self.reading?.relay.name ?? "?"
-            let alarms = self.reading.map { $0.alarms.names.isEmpty ? "none" : $0.alarms.names.joined(separator: ",") }
-                ?? "?"
+            let fields = self.reading?.fields ?? .all
+            let credit = !fields.contains(.credit) ? "-" : self.reading.map { Units.text($0.credit, $0.unit.rawValue) } ?? "?"
+            let relay = !fields.contains(.relay) ? "-" : self.reading?.relay.name ?? "?"
+            let alarms = !fields.contains(.alarms) ? "-"
+                : self.reading.map { $0.alarms.names.isEmpty ? "none" : $0.alarms.names.joined(separator: ",") } ?? "?"
             return "\(address.padding(5)) \(serial.padding(12)) \(kind.padding(12)) \(firmware.padding(9)) "
                 + "\(credit.padding(19)) \(relay.padding(7)) \(alarms)"
         }
@@ -108,7 +116,8 @@ struct Scan: ParsableCommand {
             ("collisions", .int(Int64(report.collisions))), ("complete", .bool(report.complete)),
             ("meters", .array(rows.map { row in
                 var members: [(String, JSONValue)] = [
-                    ("address", row.meter.address.busAddress.map { .uint(UInt64($0)) } ?? .null),
+                    ("address", row.meter.address.busAddress.map { .uint(UInt64($0)) }
+                        ?? row.meter.address.station.map { .string($0) } ?? .null),
                     ("serial", row.meter.address.serial.map { .uint(UInt64($0)) } ?? .null),
                     ("kind", (row.identity?.kind ?? row.meter.kind).map { .string($0.name) } ?? .null),
                 ]

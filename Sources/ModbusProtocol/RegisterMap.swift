@@ -12,6 +12,14 @@ public struct RegisterMap: Codable, Hashable, Sendable {
     public var defaultLine: String?
     public var registers: [Entry]
 
+    public init(name: String, description: String, source: String, defaultLine: String?, registers: [Entry]) {
+        self.name = name
+        self.description = description
+        self.source = source
+        self.defaultLine = defaultLine
+        self.registers = registers
+    }
+
     public struct Entry: Codable, Hashable, Sendable {
         /// metergw's name for the value, e.g. "importEnergy".
         public var name: String
@@ -30,6 +38,8 @@ public struct RegisterMap: Codable, Hashable, Sendable {
         public var unit: String
         /// Where this register is documented (table and row of the manufacturer's document).
         public var reference: String?
+        /// The meter accepts writes to it (function 05/06/0F/10); emulators refuse others with exception 2.
+        public var writable: Bool?
 
         public var registerCount: UInt16 { self.type.registerCount }
     }
@@ -110,6 +120,80 @@ public struct RegisterMap: Codable, Hashable, Sendable {
             }
             return scaled
         }
+    }
+
+    /// The raw registers that hold `value` (in the entry's stored unit), in the entry's word order: the inverse of
+    /// ``value(of:registers:)``, for emulators and writes. Integer arithmetic only, floats rounded to nearest.
+    public static func registers(of entry: Entry, value: Int64) throws(Failure) -> [UInt16] {
+        let multiply = entry.multiply ?? 1
+        let divide = entry.divide ?? 1
+        var words: [UInt16]
+        switch entry.type {
+        case .float32:
+            guard let bits = Self.float32Bits(numerator: value, times: divide, over: multiply) else {
+                throw .overflow(entry: entry.name)
+            }
+            words = [UInt16(bits >> 16), UInt16(truncatingIfNeeded: bits)]
+        default:
+            let (product, overflow) = value.multipliedReportingOverflow(by: divide)
+            guard !overflow else { throw .overflow(entry: entry.name) }
+            let raw = Self.divideRounded(product, by: multiply)
+            let count = Int(entry.registerCount)
+            var u: UInt64
+            switch entry.type {
+            case .u16, .u32, .u64:
+                guard raw >= 0, count == 4 || raw < Int64(1) << (16 * count) else { throw .overflow(entry: entry.name) }
+                u = UInt64(raw)
+            case .s16, .s32:
+                let limit = Int64(1) << (16 * count - 1)
+                guard raw >= -limit, raw < limit else { throw .overflow(entry: entry.name) }
+                u = UInt64(bitPattern: raw) & ((UInt64(1) << (16 * count)) - 1)
+            case .bcd16, .bcd32:
+                guard raw >= 0 else { throw .overflow(entry: entry.name) }
+                var v = raw
+                u = 0
+                for i in 0..<(4 * count) {
+                    u |= UInt64(v % 10) << (4 * UInt64(i))
+                    v /= 10
+                }
+                guard v == 0 else { throw .overflow(entry: entry.name) }
+            case .float32: preconditionFailure("handled above")
+            }
+            words = (0..<count).map { i in UInt16(truncatingIfNeeded: u >> (16 * UInt64(count - 1 - i))) }
+        }
+        return (entry.wordOrder ?? .big) == .big ? words : words.reversed()
+    }
+
+    /// The IEEE 754 single nearest to n × a / b (round half up on the magnitude), in integer arithmetic; nil
+    /// beyond the float's range.
+    public static func float32Bits(numerator n: Int64, times a: Int64, over b: Int64) -> UInt32? {
+        precondition(a > 0 && b > 0)
+        let negative = n < 0
+        var m = UInt128(n.magnitude) * UInt128(a)
+        var d = UInt128(b)
+        guard m != 0 else { return negative ? 0x8000_0000 : 0 }
+        // Scale so that 2^23 <= m / d < 2^24; value = (m / d) × 2^(-k).
+        var k = 0
+        while m / d >= UInt128(1) << 24 {
+            d <<= 1
+            k -= 1
+        }
+        while m / d < UInt128(1) << 23 {
+            m <<= 1
+            k += 1
+            if k > 200 { return negative ? 0x8000_0000 : 0 }
+        }
+        var mantissa = (m + d / 2) / d
+        if mantissa == UInt128(1) << 24 {
+            mantissa >>= 1
+            k -= 1
+        }
+        let exponent = 150 - k
+        guard exponent < 255 else { return nil }
+        // Below the normal range: flush to zero (no meter register holds such values).
+        guard exponent > 0 else { return negative ? 0x8000_0000 : 0 }
+        let bits = UInt32(exponent) << 23 | UInt32(mantissa & 0x7F_FFFF)
+        return negative ? bits | 0x8000_0000 : bits
     }
 
     static func integer(_ entry: Entry, _ words: [UInt16]) throws(Failure) -> Int64 {

@@ -3,6 +3,7 @@ import Foundation
 import KeyStore
 import MeterEmulator
 import MeterProtocol
+import ModbusMaps
 import Prepaid
 import SerialPort
 
@@ -63,9 +64,21 @@ struct Run: ParsableCommand {
     @Flag(help: "Print the bus and its devices as one JSON object on start.")
     var json = false
 
+    @Option(help: "The meters' protocol: native, modbus (RTU) or dlt645 (DL/T 645-2007); card writers are native only.")
+    var `protocol`: WireProtocol = .native
+
+    @Option(help: "Modbus register map: a shipped name (mgwpm1, sdm630, dds238) or a JSON map file.")
+    var map: String = "mgwpm1"
+
+    @Option(help: "DL/T 645 meters' local time, hours east of UTC.")
+    var utcOffsetHours: Int = 8
+
+    enum WireProtocol: String, ExpressibleByArgument, CaseIterable { case native, modbus, dlt645 }
+
     func validate() throws {
         guard (1...247).contains(self.meters) else { throw ValidationError("--meters must be 1...247") }
         guard self.speed >= 1 else { throw ValidationError("--speed must be at least 1") }
+        guard (-12...14).contains(self.utcOffsetHours) else { throw ValidationError("--utc-offset-hours is -12...14") }
         if let faults { do { _ = try FaultPlan(parsing: faults) } catch { throw ValidationError("\(error)") } }
         do { _ = try LineSettings(parsing: self.line) } catch { throw ValidationError("\(error)") }
     }
@@ -83,10 +96,21 @@ struct Run: ParsableCommand {
             FileHandle.standardError.write(Data(
                 "meter-emulator: no --keys: meters use a random key, so credit and control signed by metergw are refused\n".utf8))
         }
-        let options = BusEmulator.Options(
+        var options = BusEmulator.Options(
             linkPath: self.link, line: try LineSettings(parsing: self.line), pace: self.pace,
             responseDelay: self.responseDelayMs.map { .milliseconds($0) }, speed: self.speed,
             faults: try self.faults.map { try FaultPlan(parsing: $0) } ?? FaultPlan(), seed: self.seed)
+        switch self.protocol {
+        case .native: break
+        case .modbus:
+            do { options.wire = .modbus(ModbusFrontEnd(map: try RegisterMaps.load(self.map))) } catch {
+                throw EmulatorError("\(error)")
+            }
+        case .dlt645:
+            var frontEnd = DLT645FrontEnd()
+            frontEnd.utcOffsetSeconds = self.utcOffsetHours * 3600
+            options.wire = .dlt645(frontEnd)
+        }
         let emulator: Emulator
         do {
             emulator = try Emulator(config: config, keys: issuerKeys, statePath: self.state, options: options)

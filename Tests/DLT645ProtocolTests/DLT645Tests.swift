@@ -93,3 +93,20 @@ import Testing
         #expect(frame.data == [0x05, 0x30, 0x08, 0x25, 0x11, 0x26])
     }
 }
+
+@Suite struct CivilTimeTests {
+    /// DL/T 645 carries local dates as BCD fields: the conversion to and from Unix seconds is exact.
+    @Test func civilFieldsRoundTrip() {
+        // 2026-11-25 18:00:05 UTC is a Wednesday.
+        let t = CivilTime(unixSeconds: 1_795_629_605)
+        #expect([t.year, t.month, t.day, t.hour, t.minute, t.second, t.weekday] == [2026, 11, 25, 18, 0, 5, 3])
+        for seconds: Int64 in [0, 951_782_400, 1_709_164_799, 4_102_444_800, 1_795_629_605] {
+            let c = CivilTime(unixSeconds: seconds)
+            #expect(CivilTime.unixSeconds(year: c.year, month: c.month, day: c.day, hour: c.hour, minute: c.minute,
+                                          second: c.second) == seconds)
+        }
+        #expect(CivilTime(unixSeconds: 0).weekday == 4)  // a Thursday
+        #expect(CivilTime.bcd([59, 7, 23]) == [0x59, 0x07, 0x23])
+        #expect(CivilTime.numbers([0x59, 0x07]) == [59, 7] && CivilTime.numbers([0x5A]) == nil)
+    }
+}

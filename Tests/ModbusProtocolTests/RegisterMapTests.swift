@@ -50,7 +50,7 @@ import Testing
     }
 
     @Test func shippedMapsLoadAndValidate() throws {
-        #expect(RegisterMaps.builtInNames == ["dds238", "sdm630"])
+        #expect(RegisterMaps.builtInNames == ["dds238", "mgwpm1", "sdm630"])
         let sdm = try RegisterMaps.load("sdm630")
         #expect(sdm.registers.first { $0.name == "importEnergy" }?.address == 72)
         #expect(sdm.registers.allSatisfy { $0.reference != nil })

@@ -1,0 +1,295 @@
+import MeterProtocol
+import SerialPort
+
+/// Transactions in protocols without native headers (Modbus RTU, DL/T 645), with the native path's guarantees:
+/// one at a time, the inter-frame gap, a first-byte timeout per request (calibrated per target), retries of the
+/// same bytes, the adapter's echo skipped, every other byte classified and kept as evidence, statistics.
+///
+/// These protocols carry no sequence number: a late answer to an earlier try of the same request is the same
+/// answer (taken), and a late answer to an earlier request is kept out by flushing the input before each new
+/// request and by each driver's check that the answer fits the request (function, address, data identifier).
+extension BusLink {
+    /// Sends `request` to `target` and returns its answer. Frames that are not the answer are discarded with what
+    /// they were; a busy answer is retried after the gap; every give-up is a typed error with the evidence.
+    public func exchange(
+        _ request: RawRequest, to target: Target, timeout: Duration? = nil, retries: Int? = nil
+    ) throws(BusError) -> RawAnswer {
+        let key = CalibrationKey(target: target, slow: request.slow)
+        let learned = self.learned(key)
+        let firstByteTimeout = timeout ?? self.firstByteTimeout(for: key, learned)
+        let tries = 1 + max(0, retries ?? self.options.retries)
+        var evidence = Evidence(target: target, command: 0, sequence: 0, line: self.line,
+                                requestBytes: request.bytes, label: request.label)
+        var tally = TransactionTally()
+        var sends: [ContinuousClock.Instant] = []
+        var firstStart: ContinuousClock.Instant?
+        let slack = self.adapterAllowance
+        var receiver = RawReceiver(framing: request.framing, silence: self.modbusSilence + slack,
+                                   characterGap: self.characters(1) * 3 / 2 + slack, epoch: self.epoch)
+        let echoDetected = self.shared.statistics.withLock { $0.echoDetected }
+        let stripEcho = self.options.echo == .auto && (!request.answerMayRepeatRequest || echoDetected)
+
+        func finish(_ heard: RawHeard, attempt: Int) -> RawAnswer {
+            self.wireFreeAt = heard.lastByteAt + self.gap
+            tally.answered = true
+            let quiet = tally.framesSent == 1 && tally.crcErrors == 0 && tally.partialFrames == 0
+                && tally.garbageBytes == 0 && tally.staleFrames == 0 && tally.wrongAddress == 0
+            self.cleanSince = quiet && receiver.bufferedByteCount == 0 ? heard.lastByteAt : nil
+            if let start = firstStart { tally.latencyMicros = (heard.lastByteAt - start).micros }
+            let firstTry = attempt == 1 && sends.count == 1
+            // Without a SEQ an answer could belong to any try; but where every earlier try already heard its
+            // answer (damaged, or from the wrong address), this one answers the last try.
+            let earlierAnswered = attempt == sends.count && attempt > 1
+                && evidence.attempts.prefix(attempt - 1).allSatisfy { $0.seen.weight >= Evidence.Seen.garbage([]).weight }
+            self.calibrate(key, firstByteAt: heard.firstByteAt, lastByteAt: heard.lastByteAt,
+                           length: heard.bytes.count, exact: heard.exact,
+                           sends: earlierAnswered ? [sends[attempt - 1]] : sends, firstTry: firstTry || earlierAnswered)
+            if firstTry && heard.exact, let drained = sends.first {
+                tally.turnaroundMicros = (heard.firstByteAt - drained).micros
+            }
+            self.commit(tally, target: target)
+            self.trace(.answeredRaw(request.label, bytes: heard.bytes, at: self.since(heard.lastByteAt),
+                                    latency: firstStart.map { heard.lastByteAt - $0 } ?? .zero))
+            return RawAnswer(frame: heard.frame, bytes: heard.bytes, evidence: evidence)
+        }
+
+        do throws(BusError) {
+            for attempt in 1...tries {
+                self.waitForWire()
+                var record = AttemptRecord()
+                if attempt == 1 {
+                    if let clean = self.cleanSince, self.clock.now - clean < .seconds(1) {
+                        // Nothing stale is expected (see `cleanSince`).
+                    } else {
+                        try self.flushInput()
+                    }
+                    self.cleanSince = nil
+                } else if let drained = sends.last, case let queued = try self.readQueued(), !queued.isEmpty {
+                    // An answer to the previous try may have arrived since its deadline: it is this request's
+                    // answer too (same bytes sent), so take it instead of talking over the meter.
+                    var late = AttemptRecord()
+                    let at = self.clock.now
+                    tally.bytesReceived += queued.count
+                    late.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: queued))
+                    self.trace(.received(bytes: queued, at: self.since(at), sinceSend: at - drained))
+                    receiver.append(queued, at: at, exact: false)
+                    let heard = try self.receiveRaw(
+                        request, receiver: &receiver, drained: drained, firstByteTimeout: .zero, echo: false,
+                        lastByteAt: at, record: &late, tally: &tally)
+                    if let heard, !heard.busy { return finish(heard, attempt: attempt - 1) }
+                    let previous = evidence.attempts.count - 1
+                    evidence.attempts[previous].chunks += late.chunks
+                    if late.seen.weight > evidence.attempts[previous].seen.weight {
+                        evidence.attempts[previous].seen = late.seen
+                    }
+                }
+                let (start, drained) = try self.send(request.bytes, attempt: attempt)
+                firstStart = firstStart ?? start
+                sends.append(drained)
+                tally.framesSent += 1
+                tally.bytesSent += request.bytes.count
+                let heard = try self.receiveRaw(
+                    request, receiver: &receiver, drained: drained, firstByteTimeout: firstByteTimeout,
+                    echo: stripEcho, lastByteAt: nil, record: &record, tally: &tally)
+                if let heard {
+                    if !heard.busy { return finish(heard, attempt: attempt) }
+                    record.note(.busy)
+                    if attempt == tries {
+                        // Busy on the last try: the answer is the refusal; the driver decodes it.
+                        return finish(heard, attempt: attempt)
+                    }
+                    self.wireFreeAt = heard.lastByteAt + self.gap
+                } else {
+                    tally.timeouts += 1
+                    self.wireFreeAt = self.clock.now + self.gap
+                }
+                evidence.attempts.append(Evidence.Attempt(seen: record.seen, timeout: firstByteTimeout,
+                                                          chunks: record.chunks))
+            }
+            let error: BusError = evidence.attempts.contains { $0.seen.isDamage }
+                ? .corrupt(evidence) : .noAnswer(evidence)
+            throw error
+        } catch {
+            self.commit(tally, target: target)
+            self.trace(.gaveUp(error, at: self.since(self.clock.now)))
+            throw error
+        }
+    }
+
+    /// Sends a frame no device answers (Modbus address 0, DL/T 645 broadcast time), then keeps the bus quiet for
+    /// the post-broadcast wait.
+    public func broadcast(raw bytes: [UInt8]) throws(BusError) {
+        var tally = TransactionTally()
+        do throws(BusError) {
+            self.waitForWire()
+            try self.flushInput()
+            let (_, drained) = try self.send(bytes, attempt: 1)
+            tally.framesSent = 1
+            tally.bytesSent = bytes.count
+            tally.answered = true
+            self.wireFreeAt = drained + self.gap + self.options.postBroadcastWait
+            self.commit(tally, target: nil)
+        } catch {
+            self.commit(tally, target: nil)
+            throw error
+        }
+    }
+
+    /// t3.5 at this line's speed (1.75 ms above 19200 baud): the silence that ends a Modbus RTU frame.
+    var modbusSilence: Duration {
+        self.line.baudRate > 19_200 ? .microseconds(1_750) : self.characters(7) / 2
+    }
+
+    /// A matching raw frame, with when its first byte and the try's last byte arrived.
+    struct RawHeard {
+        var frame: RawFrame
+        var bytes: [UInt8]
+        var firstByteAt: ContinuousClock.Instant
+        var lastByteAt: ContinuousClock.Instant
+        var exact: Bool
+        var busy: Bool
+    }
+
+    /// Reads until the answer (or a busy answer) is complete, or until `firstByteTimeout` after `drained` passed
+    /// with no frame in progress (nil). Mirrors the native receive: a started frame gets its wire time plus the
+    /// silence that ends it; what is not the answer extends the wait, up to the maximum.
+    private func receiveRaw(
+        _ request: RawRequest, receiver: inout RawReceiver, drained: ContinuousClock.Instant,
+        firstByteTimeout: Duration, echo echoActive: Bool, lastByteAt initialLastByteAt: ContinuousClock.Instant?,
+        record: inout AttemptRecord, tally: inout TransactionTally
+    ) throws(BusError) -> RawHeard? {
+        var deadline = drained + firstByteTimeout
+        let cap = drained + max(firstByteTimeout, self.options.maximumTimeout)
+        var echo = EchoStripper(request: request.bytes, active: echoActive)
+        var echoHeldAt: Stamp?
+        var lastByteAt = initialLastByteAt
+        var afterSleep = false
+        let endSilence = receiver.endsBySilence ? self.modbusSilence + self.adapterAllowance : self.abortSilence
+
+        func extend() {
+            guard firstByteTimeout > .zero else { return }
+            deadline = max(deadline, min(self.clock.now + firstByteTimeout, cap))
+        }
+
+        while true {
+            while let item = receiver.next(now: self.clock.now) {
+                switch item {
+                case .skipped(let seen, let count):
+                    switch seen {
+                    case .crcMismatch: tally.crcErrors += 1
+                    case .partialFrame: tally.partialFrames += 1
+                    default: tally.garbageBytes += count
+                    }
+                    record.note(seen)
+                    self.trace(.discarded(seen, at: self.since(self.clock.now)))
+                    extend()
+                case .frame(let frame, let bytes, let at, let exact):
+                    if bytes == request.bytes || (request.bytes.count > bytes.count
+                                                  && Array(request.bytes.suffix(bytes.count)) == bytes
+                                                  && request.bytes.prefix(request.bytes.count - bytes.count)
+                                                      .allSatisfy { $0 == 0xFE }),
+                        !request.answerMayRepeatRequest
+                    {
+                        // Our own request, come back from a half-duplex adapter (FE preamble stripped).
+                        tally.echoes += 1
+                        self.shared.statistics.withLock { $0.echoDetected = true }
+                        record.note(.onlyEcho)
+                        self.trace(.discarded(.onlyEcho, at: self.since(self.clock.now)))
+                        extend()
+                        continue
+                    }
+                    switch request.verdict(frame) {
+                    case .answer, .busy:
+                        let busy = request.verdict(frame) == .busy
+                        return RawHeard(frame: frame, bytes: bytes, firstByteAt: at, lastByteAt: lastByteAt ?? at,
+                                        exact: exact, busy: busy)
+                    case .wrongStation(let station):
+                        tally.wrongAddress += 1
+                        record.note(.wrongStation(station))
+                        self.trace(.discarded(.wrongStation(station), at: self.since(self.clock.now)))
+                    case .notAnswer:
+                        tally.staleFrames += 1
+                        record.note(.otherTraffic)
+                        self.trace(.discarded(.otherTraffic, at: self.since(self.clock.now)))
+                    }
+                    extend()
+                }
+            }
+            let now = self.clock.now
+            let readDeadline: ContinuousClock.Instant
+            if let last = lastByteAt, receiver.bufferedByteCount > 0 || echo.heldCount > 0 {
+                let needed = echo.heldCount > 0 ? echo.missing : receiver.neededBytes
+                let completeBy = last + self.characters(needed) + endSilence
+                if now >= completeBy {
+                    if echo.heldCount > 0 {
+                        receiver.append(echo.release(), at: echoHeldAt?.at ?? last, exact: echoHeldAt?.exact ?? false)
+                    } else {
+                        receiver.finish()
+                        while let item = receiver.next(now: self.clock.now) {
+                            if case .skipped(let seen, let count) = item {
+                                if case .partialFrame = seen { tally.partialFrames += 1 } else if case .crcMismatch = seen {
+                                    tally.crcErrors += 1
+                                } else {
+                                    tally.garbageBytes += count
+                                }
+                                record.note(seen)
+                                self.trace(.discarded(seen, at: self.since(self.clock.now)))
+                            } else if case .frame(let frame, let bytes, let at, let exact) = item,
+                                request.verdict(frame) == .answer
+                            {
+                                receiver.resume()
+                                return RawHeard(frame: frame, bytes: bytes, firstByteAt: at, lastByteAt: last,
+                                                exact: exact, busy: false)
+                            }
+                        }
+                        receiver.resume()
+                    }
+                    continue
+                }
+                let expected = last + self.characters(needed)
+                if needed > 1 && expected > now {
+                    self.sleep(until: expected)
+                    afterSleep = true
+                }
+                // Wake when the silence that ends the frame has passed, unless more bytes come first.
+                readDeadline = receiver.endsBySilence && echo.heldCount == 0
+                    ? max(expected, last + endSilence) : completeBy
+            } else {
+                if now >= deadline && !afterSleep { return nil }
+                readDeadline = deadline
+            }
+            let chunk: [UInt8]
+            let exact = !afterSleep
+            do {
+                chunk = try self.transport.read(upTo: 512, deadline: afterSleep ? self.clock.now : readDeadline)
+            } catch .timeout {
+                afterSleep = false
+                continue
+            } catch .removed(let path) {
+                throw .adapterGone(path: path)
+            } catch {
+                throw .serial(error)
+            }
+            afterSleep = false
+            let at = self.clock.now
+            lastByteAt = at
+            tally.bytesReceived += chunk.count
+            record.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: chunk))
+            self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
+            let heldBefore = echo.heldCount
+            let (released, rest, echoed) = echo.strip(chunk)
+            if echoed {
+                tally.echoes += 1
+                self.shared.statistics.withLock { $0.echoDetected = true }
+                record.note(.onlyEcho)
+                self.trace(.discarded(.onlyEcho, at: self.since(at)))
+                extend()
+            }
+            if !released.isEmpty, let held = echoHeldAt {
+                receiver.append(released, at: held.at, exact: held.exact)
+            }
+            if heldBefore == 0 && echo.heldCount > 0 { echoHeldAt = Stamp(at: at, exact: exact) }
+            receiver.append(rest, at: at, exact: exact)
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import DLT645Protocol
+import ModbusProtocol
+
+/// A frame of a protocol without native headers (no SEQ, no serial), as the bus master received it.
+public enum RawFrame: Sendable, Hashable {
+    case modbus(ModbusADU)
+    case dlt645(DLT645Frame)
+}
+
+/// How a protocol's frames are delimited on the wire.
+public enum RawFraming: Sendable, Hashable {
+    /// Modbus RTU: a frame ends at t3.5 of silence, a gap over t1.5 inside it breaks it (Modbus over Serial Line
+    /// §2.5.1.1). `expectedLength` (from the request: function code and count) completes a frame with a valid CRC
+    /// at once instead of waiting for the silence.
+    case modbusRTU(expectedLength: Int?)
+    /// DL/T 645-2007: 68 A0..A5 68 C L DATA CS 16, FE wake-up bytes skipped; the structure delimits the frame.
+    case dlt645
+}
+
+/// What a received frame is to the request in flight.
+public enum RawVerdict: Sendable, Equatable {
+    /// Its answer (a normal answer, or a refusal the driver decodes).
+    case answer
+    /// "Busy, ask again" (Modbus exception 5 or 6): retried after the gap while tries are left.
+    case busy
+    /// An answer to this request from another station, named in its protocol's words.
+    case wrongStation(String)
+    /// Not for us: another master's request, an answer to an earlier request.
+    case notAnswer
+}
+
+/// One request in a protocol without native framing, with how to recognise its answer.
+public struct RawRequest: Sendable {
+    public var bytes: [UInt8]
+    /// For evidence and traces: "Modbus read input registers 72+2 from 3".
+    public var label: String
+    public var framing: RawFraming
+    /// A normal answer may repeat the request byte for byte (Modbus 05 and 06): then a first copy is taken for
+    /// the adapter's echo only where this adapter has been seen echoing (else it is the answer).
+    public var answerMayRepeatRequest: Bool
+    /// The device needs longer than a meter's usual turnaround (card operations, writes to flash).
+    public var slow: Bool
+    public var verdict: @Sendable (RawFrame) -> RawVerdict
+
+    public init(bytes: [UInt8], label: String, framing: RawFraming, answerMayRepeatRequest: Bool = false,
+                slow: Bool = false, verdict: @escaping @Sendable (RawFrame) -> RawVerdict) {
+        self.bytes = bytes
+        self.label = label
+        self.framing = framing
+        self.answerMayRepeatRequest = answerMayRepeatRequest
+        self.slow = slow
+        self.verdict = verdict
+    }
+}
+
+/// The answer to a ``RawRequest``, with the bytes as received and what was seen on the way.
+public struct RawAnswer: Sendable {
+    public var frame: RawFrame
+    public var bytes: [UInt8]
+    public var evidence: Evidence
+}
+
+/// A raw protocol's receive side for one transaction: frames and skipped runs from the bytes that arrive, with
+/// when the frame in progress began.
+struct RawReceiver {
+    enum Item {
+        case frame(RawFrame, bytes: [UInt8], firstByteAt: ContinuousClock.Instant, exact: Bool)
+        case skipped(Evidence.Seen, count: Int)
+    }
+
+    private var modbus: ModbusRTUFramer?
+    private var dlt = DLT645Decoder()
+    private var stream: [UInt8] = []
+    private let epoch: ContinuousClock.Instant
+    /// When the frame in progress started arriving, and whether that time is exact.
+    private var frameStart: (at: ContinuousClock.Instant, exact: Bool)?
+    private var arrivals: [(offset: Int, at: ContinuousClock.Instant, exact: Bool)] = []
+
+    init(framing: RawFraming, silence: Duration, characterGap: Duration?, epoch: ContinuousClock.Instant) {
+        self.epoch = epoch
+        if case .modbusRTU(let expected) = framing {
+            self.modbus = ModbusRTUFramer(frameSilenceMicros: silence.micros, characterGapMicros: characterGap?.micros,
+                                          expectedLength: expected)
+        }
+    }
+
+    private func micros(_ instant: ContinuousClock.Instant) -> Int64 { (instant - self.epoch).micros }
+
+    var bufferedByteCount: Int { self.modbus?.bufferedByteCount ?? self.dlt.bufferedByteCount }
+
+    /// Bytes the frame in progress still needs, where its length is known (else 1).
+    var neededBytes: Int {
+        if let modbus { return modbus.neededBytes }
+        let held = self.dlt.bufferedByteCount
+        guard held > 0, held <= self.stream.count else { return 1 }
+        let start = self.stream.count - held
+        guard self.stream[start] == 0x68 else { return 1 }
+        guard held >= 10 else { return 12 - held }
+        return max(1, 12 + Int(self.stream[start + 9]) - held)
+    }
+
+    var endsBySilence: Bool { self.modbus != nil }
+
+    mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool) {
+        guard !bytes.isEmpty else { return }
+        if self.bufferedByteCount == 0 { self.frameStart = (at, exact) }
+        if self.modbus != nil {
+            self.modbus!.append(bytes, atMicros: self.micros(at))
+        } else {
+            self.arrivals.append((self.stream.count, at, exact))
+            self.stream += bytes
+            self.dlt.append(bytes)
+        }
+    }
+
+    mutating func next(now: ContinuousClock.Instant) -> Item? {
+        if self.modbus != nil {
+            guard let item = self.modbus!.next(nowMicros: self.micros(now)) else { return nil }
+            let start = self.frameStart ?? (now, false)
+            if self.modbus!.bufferedByteCount == 0 { self.frameStart = nil }
+            switch item {
+            case .frame(let bytes):
+                // The framer checked the CRC and the length.
+                guard let adu = try? ModbusADU(frame: bytes) else { return .skipped(.crcMismatch(bytes), count: 1) }
+                return .frame(.modbus(adu), bytes: bytes, firstByteAt: start.at, exact: start.exact)
+            case .skipped(let bytes, let why):
+                switch why {
+                case .crcMismatch: return .skipped(.crcMismatch(bytes), count: bytes.count)
+                case .characterGap, .tooShort: return .skipped(.partialFrame(bytes), count: bytes.count)
+                case .tooLong: return .skipped(.garbage(bytes), count: bytes.count)
+                }
+            }
+        }
+        guard let item = self.dlt.next() else { return nil }
+        switch item {
+        case .frame(let frame, let offset):
+            let length = 12 + frame.data.count
+            let bytes = Array(self.stream[offset..<min(offset + length, self.stream.count)])
+            var found = self.arrivals.first ?? (0, now, false)
+            for a in self.arrivals where a.offset <= offset { found = a }
+            return .frame(.dlt645(frame), bytes: bytes, firstByteAt: found.at, exact: found.exact)
+        case .skipped(let offset, let count, let reason):
+            let raw = Array(self.stream[offset..<min(offset + count, self.stream.count)])
+            switch reason {
+            case .noStart: return .skipped(.garbage(raw), count: count)
+            case .truncated: return .skipped(.partialFrame(raw), count: count)
+            case .noSecondStart, .lengthTooLarge, .checksumMismatch, .noEnd:
+                return .skipped(.crcMismatch(raw), count: count)
+            }
+        }
+    }
+
+    /// The line fell silent for good: end (or give up on) the frame in progress.
+    mutating func finish() {
+        if self.modbus != nil { self.modbus!.finish() } else { self.dlt.finish() }
+    }
+
+    mutating func resume() {
+        if self.modbus == nil { self.dlt.resume() }
+    }
+}
