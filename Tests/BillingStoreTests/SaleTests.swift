@@ -208,3 +208,29 @@ import Testing
         #expect(try impatient.accounts().count == 1)
     }
 }
+
+/// SQLITE_FULL, as a full disk gives it, made real by capping the file's size with `max_page_count`.
+@Suite struct DiskFullTests {
+    @Test func aFullDiskIsATypedErrorAndTheStoreStaysWhole() throws {
+        let store = try makeStore(file: true)
+        let meter = try store.meter("20251125").id!
+        try store.insertReadings([ReadingInput(meterID: meter, time: 0, register: 0)], by: desk)
+        let pages = try store.count("PRAGMA page_count")
+        try store.writer.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = \(pages)") }
+        let batch = (1...20_000).map { ReadingInput(meterID: meter, time: Int64($0) * 60, register: Int64($0)) }
+        #expect {
+            try store.insertReadings(batch, by: desk)
+        } throws: { error in
+            guard let error = error as? StoreError, case .diskFull = error else { return false }
+            return error.explanation.contains("free space and retry")
+        }
+        // Nothing of the batch, its outbox entries or its audit line was kept, and the invariants hold.
+        #expect(try store.count("SELECT count(*) FROM reading") == 1)
+        #expect(try store.count("SELECT count(*) FROM outbox") == 1)
+        #expect(try store.check().isEmpty)
+        // Space again: the same batch goes in whole.
+        try store.writer.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = 1073741823") }
+        #expect(try store.insertReadings(batch, by: desk) == 20_000)
+        #expect(try store.count("SELECT count(*) FROM outbox") == 20_001)
+    }
+}
