@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "MeterBus", targets: ["MeterBus"]),
         .library(name: "BillingStore", targets: ["BillingStore"]),
         .library(name: "CentralStore", targets: ["CentralStore"]),
+        .library(name: "StoreSync", targets: ["StoreSync"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -61,6 +62,8 @@ let package = Package(
         .target(
             name: "CentralStore",
             dependencies: ["Prepaid", .product(name: "PostgresNIO", package: "postgres-nio")]),
+        // Store-and-forward from a gateway's SQLite store to the central one.
+        .target(name: "StoreSync", dependencies: ["BillingStore", "CentralStore"]),
 
         // MARK: Service (no NIO here: the HTTP endpoint lives in GatewayHTTP)
         .target(
@@ -113,6 +116,7 @@ let package = Package(
                 "KeyStore",
                 "BillingStore",
                 "CentralStore",
+                "StoreSync",
                 "Gateway",
                 "GatewayHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -166,7 +170,9 @@ let package = Package(
             ]),
         .testTarget(
             name: "BillingStoreTests", dependencies: ["BillingStore", "Prepaid", "MeterProtocol", "MetergwTestSupport"]),
-        .testTarget(name: "CentralStoreTests", dependencies: ["CentralStore", "MetergwTestSupport"]),
+        .testTarget(
+            name: "CentralStoreTests",
+            dependencies: ["CentralStore", "StoreSync", "BillingStore", "Prepaid", "MetergwTestSupport"]),
         // Lints udev/ and tools/metergw.service and runs tools/install --dry-run; reads them from the repository.
         .testTarget(name: "InstallTests"),
         .testTarget(

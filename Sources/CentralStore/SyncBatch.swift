@@ -110,3 +110,17 @@ extension CentralDatabase {
         }
     }
 }
+
+extension CentralDatabase {
+    /// How far the centre has committed the outbox of the gateway logged in on this connection.
+    public func ownAcknowledgement() async throws(CentralError) -> Int64 {
+        let login = self.url.username
+        let acked = try await self.run {
+            try await Self.scalar(self.connection.query(
+                "SELECT acked_sequence FROM gateway_sync WHERE gateway_id = metergw_gateway_id()",
+                logger: self.logger), as: Int64.self)
+        }
+        guard let acked else { throw .permissionDenied("\(login) is not an active gateway's login") }
+        return acked
+    }
+}

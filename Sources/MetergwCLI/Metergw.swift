@@ -16,8 +16,8 @@ public struct Metergw: ParsableCommand {
             ModbusCommand.self,
             Topup.self, CardCommand.self, Sniff.self, Doctor.self, Decode.self, Keys.self,
             AccountCommand.self, MeterCommand.self, TariffCommand.self, Sell.self, PurchaseCommand.self,
-            PaymentsCommand.self, ReportCommand.self, DatabaseCommand.self, CentralCommand.self, Serve.self,
-            StatusCommand.self, Demo.self,
+            PaymentsCommand.self, ReportCommand.self, DatabaseCommand.self, CentralCommand.self, SyncCommand.self,
+            Serve.self, StatusCommand.self, Demo.self,
         ]
     )
 

@@ -27,6 +27,8 @@ public final class PostgresCluster: Sendable {
     public let adminPassword: String
     let folder: String
     let bin: String
+    /// Whether commits reach the disk before they are acknowledged (see ``start(durable:)``).
+    let durable: Bool
     let runAs: String?
 
     /// The shared cluster, started on first use.
@@ -118,6 +120,7 @@ public final class PostgresCluster: Sendable {
         if let why = Self.unavailableReason { throw .unavailable(why) }
         Self.removeStaleClusters()
         self.bin = Self.binFolder()!
+        self.durable = durable
         self.runAs = getuid() == 0 ? "postgres" : nil
         var template = Array("/tmp/metergw-pg-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw .failed("mkdtemp: \(String(cString: strerror(errno)))") }
@@ -140,10 +143,7 @@ public final class PostgresCluster: Sendable {
         try self.run("initdb", ["-D", "\(self.folder)/data", "-U", self.adminUser, "--pwfile=\(passwordFile)",
                                 "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"])
         try self.run("pg_ctl", ["-D", "\(self.folder)/data", "-l", "\(self.folder)/server.log", "-w", "-t", "60",
-                                "-o", "-p \(self.port) -k \(self.folder) -c listen_addresses=127.0.0.1 "
-                                    + "-c max_connections=200"
-                                    + (durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"),
-                                "start"])
+                                "-o", self.serverOptions, "start"])
     }
 
     /// A new, empty database owned by the admin user; its name is unique in this process.
@@ -172,8 +172,14 @@ public final class PostgresCluster: Sendable {
     /// Starts the server again after ``kill()``.
     public func restart() throws {
         try self.run("pg_ctl", ["-D", "\(self.folder)/data", "-l", "\(self.folder)/server.log", "-w", "-t", "60",
-                                "-o", "-p \(self.port) -k \(self.folder) -c listen_addresses=127.0.0.1 -c fsync=off",
-                                "start"])
+                                "-o", self.serverOptions, "start"])
+    }
+
+    /// A cluster that is not durable acknowledges commits before they are on disk: after ``kill()`` it has lost
+    /// them. Tests that kill the server use a durable one.
+    private var serverOptions: String {
+        "-p \(self.port) -k \(self.folder) -c listen_addresses=127.0.0.1 -c max_connections=200"
+            + (self.durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
     }
 
     private func run(_ tool: String, _ arguments: [String]) throws(Failure) {

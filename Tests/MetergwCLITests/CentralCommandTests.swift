@@ -1,3 +1,4 @@
+import BillingStore
 import Foundation
 import MetergwTestSupport
 import Testing
@@ -54,5 +55,65 @@ struct CentralCommandTests {
         let wrongPassword = self.url.replacing(self.cluster.adminPassword, with: "wrong")
         let refused = try CLI.run(["central", "gateway", "list", "--url", wrongPassword])
         #expect(refused.status == 77 && refused.stderr.contains("refused the login"), "\(refused.stderr)")
+    }
+
+    @Test func syncSendsTheOutboxAndStatusShowsTheBacklog() throws {
+        #expect(try CLI.run(["central", "migrate", "--url", self.url]).status == 0)
+        let name = "sync-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        let password = "gateway-sync-password"
+        let added = try CLI.run(["central", "gateway", "add", name, "--url", self.url],
+                                environment: ["METERGW_GATEWAY_PASSWORD": password])
+        #expect(added.status == 0, "\(added.stderr)")
+        let admin = URL(string: self.url)!
+        // The centre knows the meter and places it under this gateway (the desk's part, by SQL here).
+        let psql = ["-h", "127.0.0.1", "-p", "\(admin.port!)", "-U", admin.user!, "-d", admin.lastPathComponent,
+                    "-v", "ON_ERROR_STOP=1", "-c", """
+                    INSERT INTO tariff (name, currency, unit_kind, created_at) VALUES ('flat', 'CNY', 1, 0)
+                        ON CONFLICT DO NOTHING;
+                    INSERT INTO meter (serial, kind, unit_kind, tariff_id, created_at, gateway_id)
+                        SELECT 20251125, 'electricity', 1, (SELECT id FROM tariff WHERE name = 'flat'), 0,
+                               (SELECT id FROM gateway WHERE name = '\(name)');
+                    """]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        process.arguments = psql
+        process.environment = ["PGPASSWORD": self.cluster.adminPassword]
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+
+        // The gateway's store: the same meter, and readings as the poller stores them.
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name).sqlite").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for args in [["tariff", "add", "--name", "flat", "--price", "0.5283", "--valid-from", "2026-01-01"],
+                     ["meter", "add", "20251125", "--tariff", "flat"]] {
+            let r = try CLI.run(args + ["--db", path])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let store = try BillingDatabase.open(path: path)
+        let meter = try #require(try store.meterIDs()[20_251_125])
+        let readings = (0..<250).map { ReadingInput(meterID: meter, time: Int64($0) * 900, register: Int64($0)) }
+        try store.insertReadings(readings, by: Actor("poller", now: 0))
+        let before = try self.json(try CLI.run(["sync", "status", "--db", path, "--json"]).stdout)
+        #expect(before["backlog"] as? Int == 250)
+
+        var gatewayURL = URLComponents(string: self.url)!
+        gatewayURL.user = "metergw_gw_" + name.replacing("-", with: "_")
+        gatewayURL.password = nil
+        let run = try CLI.run(["sync", "run", "--db", path, "--url", gatewayURL.string!, "--batch", "100", "--json"],
+                              environment: ["PGPASSWORD": password])
+        #expect(run.status == 0, "\(run.stderr)")
+        let sent = try self.json(run.stdout)
+        #expect(sent["readings"] as? Int == 250 && sent["batches"] as? Int == 3)
+        let after = try self.json(try CLI.run(["sync", "status", "--db", path, "--json"]).stdout)
+        #expect(after["backlog"] as? Int == 0 && after["ackedSequence"] as? Int == 250)
+        // Again: nothing waits, nothing is sent twice.
+        let again = try self.json(try CLI.run(["sync", "run", "--db", path, "--url", gatewayURL.string!, "--json"],
+                                              environment: ["PGPASSWORD": password]).stdout)
+        #expect(again["readings"] as? Int == 0 && again["batches"] as? Int == 0)
+        // The wrong password: refused, typed, and the error is kept for status.
+        let refused = try CLI.run(["sync", "run", "--db", path, "--url", gatewayURL.string!],
+                                  environment: ["PGPASSWORD": "wrong-password"])
+        #expect(refused.status == 77, "\(refused.stderr)")
     }
 }

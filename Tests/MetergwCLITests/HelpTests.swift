@@ -11,7 +11,7 @@ import Testing
         ["topup"], ["card"], ["card", "read"], ["card", "write"], ["sniff"], ["doctor"], ["decode"], ["keys"],
         ["account"], ["meter"], ["tariff"], ["sell"], ["report"], ["report", "meters"], ["report", "alarms"],
         ["db"], ["central"], ["central", "migrate"], ["central", "gateway", "add"], ["serve"], ["status"],
-        ["demo"], ["modbus"], ["modbus", "read-holding"], ["modbus", "write-registers"],
+        ["demo"], ["modbus"], ["modbus", "read-holding"], ["modbus", "write-registers"], ["sync", "run"],
     ]
 
     @Test(arguments: commands)

@@ -1,0 +1,133 @@
+import BillingStore
+import CentralStore
+import Foundation
+
+/// Store-and-forward from a gateway's SQLite store to the central PostgreSQL store (docs/CENTRAL.md "Sync").
+///
+/// The centre's acknowledgement is the truth: a run first asks the centre how far it has committed this gateway's
+/// outbox and prunes the local entries up to there (the gateway may have crashed after the centre committed and
+/// before it recorded the answer), then sends bounded batches from the next entry, recording each
+/// acknowledgement before sending the next. Resending is harmless: the centre skips a batch it already has.
+public struct OutboxSync: Sendable {
+    public struct Options: Sendable {
+        /// Entries per batch: bounds one transaction at the centre.
+        public var batchSize = 5_000
+        /// At most this many batches a second, so a gateway back from a long outage does not flood the centre.
+        public var maxBatchesPerSecond = 20
+        public init() {}
+    }
+
+    /// What one run sent.
+    public struct Run: Sendable, Equatable {
+        public var batches = 0
+        public var readings = 0
+        public var alarms = 0
+        public var conflicts = 0
+        public var ackedSequence: Int64 = 0
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case central(CentralError)
+        case local(StoreError)
+
+        public var description: String {
+            switch self {
+            case .central(let e): e.description
+            case .local(let e): "the gateway's store: \(e.explanation)"
+            }
+        }
+    }
+
+    let store: BillingDatabase
+    let central: CentralURL
+    let options: Options
+
+    public init(store: BillingDatabase, central: CentralURL, options: Options = Options()) {
+        self.store = store
+        self.central = central
+        self.options = options
+    }
+
+    /// Sends everything waiting; returns when the outbox is empty. On failure the backlog stays, the error is
+    /// recorded in the store (for status), and the next run resumes from the centre's acknowledgement.
+    public func drain(now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) async throws(Failure)
+        -> Run
+    {
+        do {
+            return try await CentralDatabase.with(self.central) { db in try await self.drain(db, now: now) }
+        } catch let failure as Failure {
+            try? self.store.recordSyncError(failure.description, now: now())
+            throw failure
+        } catch let error as CentralError {
+            try? self.store.recordSyncError(error.description, now: now())
+            throw .central(error)
+        } catch {
+            let wrapped = CentralError.server(sqlState: "client", message: String(describing: error))
+            try? self.store.recordSyncError(wrapped.description, now: now())
+            throw .central(wrapped)
+        }
+    }
+
+    private func drain(_ db: CentralDatabase, now: @Sendable () -> Int64) async throws(Failure) -> Run {
+        var run = Run()
+        var acked: Int64
+        do {
+            acked = try await db.ownAcknowledgement()
+            try self.store.acknowledgeOutbox(upTo: acked, now: now())
+        } catch let error as CentralError {
+            throw .central(error)
+        } catch let error as StoreError {
+            throw .local(error)
+        } catch {
+            throw .central(.server(sqlState: "client", message: "\(error)"))
+        }
+        let pause = Duration.milliseconds(1000 / max(1, self.options.maxBatchesPerSecond))
+        let clock = ContinuousClock()
+        var last = clock.now - pause
+        while true {
+            let next: OutboxBatch?
+            do {
+                next = try self.store.outboxBatch(after: acked, limit: self.options.batchSize)
+            } catch {
+                throw .local(error)
+            }
+            guard let batch = next else { break }
+            // Bounded rate: a day's backlog goes out steadily, not all at once.
+            let due = last + pause
+            if clock.now < due { try? await Task.sleep(until: due, clock: clock) }
+            last = clock.now
+            let request = SyncBatch(
+                fromSequence: batch.fromSequence, toSequence: batch.toSequence,
+                readings: batch.readings.map {
+                    .init(meterSerial: $0.meterSerial, time: $0.time, registerUnits: $0.register,
+                          creditUnits: $0.credit, source: $0.source)
+                },
+                alarms: batch.alarms.map {
+                    .init(meterSerial: $0.meterSerial, time: $0.time, alarms: Int32(truncatingIfNeeded: $0.alarms),
+                          source: $0.source)
+                })
+            let receipt: SyncReceipt
+            do {
+                receipt = try await db.ingest(request, now: now())
+            } catch .outOfOrder(_, let expected, _) where expected >= 1 {
+                // The centre is elsewhere than this store thought: resume where it says.
+                acked = expected - 1
+                continue
+            } catch {
+                throw .central(error)
+            }
+            do {
+                try self.store.acknowledgeOutbox(upTo: receipt.ackedSequence, now: now())
+            } catch {
+                throw .local(error)
+            }
+            acked = receipt.ackedSequence
+            run.batches += 1
+            run.readings += receipt.readingsInserted
+            run.alarms += receipt.alarmsInserted
+            run.conflicts += receipt.conflicts
+        }
+        run.ackedSequence = acked
+        return run
+    }
+}
