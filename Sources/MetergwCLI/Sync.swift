@@ -47,6 +47,7 @@ struct SyncCommand: ParsableCommand {
             switch box.result! {
             case .failure(.central(let error)): throw CentralCLI.cliError(error)
             case .failure(.local(let error)): throw CLIError(.ioError, error.explanation)
+            case .failure(let failure): throw CLIError(.dataError, failure.description)
             case .success(let run):
                 StoreCLI.emit(json: self.json, .object([
                     ("batches", .int(Int64(run.batches))), ("readings", .int(Int64(run.readings))),

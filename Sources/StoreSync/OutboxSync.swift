@@ -29,11 +29,18 @@ public struct OutboxSync: Sendable {
     public enum Failure: Error, CustomStringConvertible {
         case central(CentralError)
         case local(StoreError)
+        /// The centre acknowledges less than it once did (restored from an old backup, or it lost commits): the
+        /// entries in between were pruned here and are gone from both. Nothing is sent until a person decides.
+        case centreBehind(centre: Int64, local: Int64)
 
         public var description: String {
             switch self {
             case .central(let e): e.description
             case .local(let e): "the gateway's store: \(e.explanation)"
+            case .centreBehind(let centre, let local):
+                "the central store acknowledges outbox entries up to \(centre), but it had acknowledged up to "
+                    + "\(local): entries \(centre + 1)...\(local) were lost at the centre (restored from an older "
+                    + "backup?). Nothing was sent; restore the centre, or re-send from this gateway's store"
             }
         }
     }
@@ -73,7 +80,11 @@ public struct OutboxSync: Sendable {
         var acked: Int64
         do {
             acked = try await db.ownAcknowledgement()
+            let local = try self.store.syncState().ackedSequence
+            guard acked >= local else { throw Failure.centreBehind(centre: acked, local: local) }
             try self.store.acknowledgeOutbox(upTo: acked, now: now())
+        } catch let failure as Failure {
+            throw failure
         } catch let error as CentralError {
             throw .central(error)
         } catch let error as StoreError {

@@ -110,5 +110,19 @@ struct OutboxSyncTests {
         }
         // Every local reading exactly once at the centre.
         #expect(readings == 4_500 + 300 + 2_000 && alarms == 1 && duplicates == 0)
+
+        // The centre comes back from an old backup: it acknowledges less than it did. Sending on would skip the
+        // lost entries silently, so the run refuses and says so.
+        try await CentralDatabase.with(admin) { db in
+            try await db.connection.execute("UPDATE gateway_sync SET acked_sequence = 100", logger: db.logger)
+        }
+        try self.addReadings(store, from: 30_000, count: 10)
+        await #expect {
+            try await sync.drain()
+        } throws: { error in
+            guard case .centreBehind(centre: 100, local: let local) = error as? OutboxSync.Failure else { return false }
+            return local > 100
+        }
+        #expect(try store.syncState().backlog == 10)
     }
 }
