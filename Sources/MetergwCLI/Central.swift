@@ -1,6 +1,5 @@
 import ArgumentParser
 import CentralStore
-import Dispatch
 import Foundation
 import MeterProtocol
 
@@ -119,18 +118,14 @@ enum CentralCLI {
     static func run<T: Sendable>(
         _ url: CentralURL, _ body: @escaping @Sendable (CentralDatabase) async throws -> T
     ) throws -> T {
-        let box = Box<T>()
-        let done = DispatchSemaphore(value: 0)
-        Task {
+        let result: Result<T, any Error> = Blocking.wait {
             do {
-                box.result = .success(try await CentralDatabase.with(url) { try await body($0) })
+                return .success(try await CentralDatabase.with(url) { try await body($0) })
             } catch {
-                box.result = .failure(error)
+                return .failure(error)
             }
-            done.signal()
         }
-        done.wait()
-        switch box.result! {
+        switch result {
         case .success(let value): return value
         case .failure(let error as CentralError): throw Self.cliError(error)
         case .failure(let error): throw error
@@ -157,9 +152,5 @@ enum CentralCLI {
             ("lastBatchAt", g.lastBatchAt.map { .int($0) } ?? .null),
             ("lastError", g.lastError.map { .string($0) } ?? .null),
         ])
-    }
-
-    private final class Box<T>: @unchecked Sendable {
-        var result: Result<T, any Error>?
     }
 }

@@ -86,7 +86,7 @@ struct Serve: ParsableCommand {
         groupConfiguration.maximumCancellationDuration = .seconds(1)
         let group = ServiceGroup(configuration: groupConfiguration)
         let path = self.config
-        let failure = Self.block {
+        let failure = Blocking.wait {
             await withTaskGroup(of: Void.self) { tasks in
                 tasks.addTask {
                     for await _ in await UnixSignalsSequence(trapping: .sighup) {
@@ -129,21 +129,4 @@ struct Serve: ParsableCommand {
         }
         return try Keys.load(path)
     }
-
-    /// Runs async work from the synchronous command and waits for it (the main thread only waits).
-    static func block<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-        let done = DispatchSemaphore(value: 0)
-        let box = ResultHolder<T>()
-        Task {
-            box.value = await body()
-            done.signal()
-        }
-        done.wait()
-        return box.value!
-    }
-}
-
-/// A value handed from a task to the waiting thread (ordered by the semaphore).
-final class ResultHolder<T>: @unchecked Sendable {
-    var value: T?
 }

@@ -1,7 +1,6 @@
 import ArgumentParser
 import BillingStore
 import CentralStore
-import Dispatch
 import Foundation
 import MeterProtocol
 import StoreSync
@@ -33,18 +32,14 @@ struct SyncCommand: ParsableCommand {
             options.batchSize = max(1, self.batch)
             options.maxBatchesPerSecond = max(1, self.rate)
             let sync = OutboxSync(store: db, central: url, options: options)
-            let done = DispatchSemaphore(value: 0)
-            let box = SyncBox()
-            Task {
+            let result = Blocking.wait { () async -> Result<OutboxSync.Run, OutboxSync.Failure> in
                 do throws(OutboxSync.Failure) {
-                    box.result = .success(try await sync.drain())
+                    return .success(try await sync.drain())
                 } catch {
-                    box.result = .failure(error)
+                    return .failure(error)
                 }
-                done.signal()
             }
-            done.wait()
-            switch box.result! {
+            switch result {
             case .failure(.central(let error)): throw CentralCLI.cliError(error)
             case .failure(.local(let error)): throw CLIError(.ioError, error.explanation)
             case .failure(let failure): throw CLIError(.dataError, failure.description)
@@ -88,8 +83,4 @@ struct SyncCommand: ParsableCommand {
             }
         }
     }
-}
-
-private final class SyncBox: @unchecked Sendable {
-    var result: Result<OutboxSync.Run, OutboxSync.Failure>?
 }
