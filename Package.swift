@@ -63,7 +63,12 @@ let package = Package(
             name: "CentralStore",
             dependencies: ["Prepaid", .product(name: "PostgresNIO", package: "postgres-nio")]),
         // Store-and-forward from a gateway's SQLite store to the central one.
-        .target(name: "StoreSync", dependencies: ["BillingStore", "CentralStore"]),
+        .target(
+            name: "StoreSync",
+            dependencies: [
+                "BillingStore", "CentralStore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
 
         // MARK: Service (no NIO here: the HTTP endpoint lives in GatewayHTTP)
         .target(
@@ -179,7 +184,8 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway", "BillingStore", "MeterBus", "MeterProtocol", "SerialPort", "Prepaid", "KeyStore",
-                "MetergwTestSupport", .product(name: "Logging", package: "swift-log"),
+                "MetergwTestSupport", "CentralStore", "StoreSync",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -49,7 +49,8 @@ struct ConfigurationReader {
     var names: Set<String> = []
     var paths: Set<String> = []
 
-    static let topKeys = ["store", "keys", "metrics", "log_level", "clock_drift_limit", "bus"]
+    static let topKeys = ["store", "keys", "metrics", "log_level", "clock_drift_limit", "bus", "central"]
+    static let centralKeys = ["url", "password_file", "interval", "batch", "rate"]
     static let busKeys = ["name", "device", "udev", "line", "protocol", "poll_interval", "timeout", "retries",
                           "meters", "discover"]
 
@@ -105,9 +106,48 @@ struct ConfigurationReader {
         } else {
             self.problem("bus", "no [[bus]] table: the gateway needs at least one bus to poll")
         }
+        var central: CentralSyncSettings?
+        if let value = root["central"] {
+            if let table = value.table {
+                central = self.central(table)
+            } else {
+                self.problem("central", "expected a [central] table, found \(Self.describe(value))")
+            }
+        }
         guard let store else { return nil }
         return GatewayConfiguration(store: store, keys: keys, metrics: metrics, logLevel: level,
-                                    clockDriftLimit: drift, buses: buses)
+                                    clockDriftLimit: drift, buses: buses, central: central)
+    }
+
+    /// `[central]`: url (required), password_file, interval, batch, rate.
+    mutating func central(_ table: TOMLTable) -> CentralSyncSettings? {
+        self.rejectUnknown(in: table, allowed: Self.centralKeys, prefix: "central.")
+        let url = self.string(table, "url", "central", required: true,
+                              expected: "postgres://LOGIN@HOST:PORT/DATABASE (the gateway's own login)")
+        if let url, !(url.hasPrefix("postgres://") || url.hasPrefix("postgresql://")) {
+            self.problem("central.url", "expected postgres://LOGIN@HOST:PORT/DATABASE, found \"\(url)\"")
+        }
+        if let url, url.contains("@"), url.split(separator: "@")[0].dropFirst("postgres://".count).contains(":") {
+            self.problem("central.url", "put the password in password_file (or PGPASSWORD), not in the URL: "
+                         + "the configuration file is readable by more people than the secret should be")
+        }
+        let passwordFile = self.string(table, "password_file", "central", required: false,
+                                       expected: "the path of a file holding the login's password")
+        var settings = CentralSyncSettings(url: url ?? "", passwordFile: passwordFile)
+        if let value = table["interval"] {
+            settings.interval = self.duration(value, key: "central.interval",
+                                              range: .seconds(1)...(.seconds(86_400))) ?? settings.interval
+        }
+        for (key, range) in [("batch", 1...50_000), ("rate", 1...1_000)] {
+            guard let value = table[key] else { continue }
+            guard let n = value.int, range.contains(n) else {
+                self.problem("central.\(key)", "expected a whole number from \(range.lowerBound) to "
+                             + "\(range.upperBound), found \(Self.describe(value))")
+                continue
+            }
+            if key == "batch" { settings.batch = n } else { settings.rate = n }
+        }
+        return url == nil ? nil : settings
     }
 
     static let levelNames = Logger.Level.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")

@@ -31,16 +31,40 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// A meter clock further off than this is set to the gateway's time; nil: never set.
     public var clockDriftLimit: Duration?
     public var buses: [BusConfiguration]
+    /// Store-and-forward to a central PostgreSQL store; nil: none.
+    public var central: CentralSyncSettings?
 
     public init(store: String, keys: String? = nil, metrics: ListenAddress? = ListenAddress.default,
                 logLevel: Logger.Level = .info, clockDriftLimit: Duration? = .seconds(60),
-                buses: [BusConfiguration]) {
+                buses: [BusConfiguration], central: CentralSyncSettings? = nil) {
         self.store = store
         self.keys = keys
         self.metrics = metrics
         self.logLevel = logLevel
         self.clockDriftLimit = clockDriftLimit
         self.buses = buses
+        self.central = central
+    }
+}
+
+/// `[central]`: where the gateway sends its outbox (docs/CENTRAL.md), as this gateway's own login.
+public struct CentralSyncSettings: Sendable, Equatable {
+    /// `postgres://LOGIN@HOST:PORT/DATABASE`, without the password.
+    public var url: String
+    /// A file holding the login's password; nil: the PGPASSWORD environment variable.
+    public var passwordFile: String?
+    public var interval: Duration
+    public var batch: Int
+    /// Batches per second at most.
+    public var rate: Int
+
+    public init(url: String, passwordFile: String? = nil, interval: Duration = .seconds(60), batch: Int = 5_000,
+                rate: Int = 20) {
+        self.url = url
+        self.passwordFile = passwordFile
+        self.interval = interval
+        self.batch = batch
+        self.rate = rate
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BillingStore
+import CentralStore
 import Foundation
 import Gateway
 import GatewayHTTP
@@ -7,6 +8,7 @@ import KeyStore
 import Logging
 import Prepaid
 import ServiceLifecycle
+import StoreSync
 import UnixSignals
 
 /// `metergw serve`: the gateway service (docs/OPERATIONS.md).
@@ -78,6 +80,9 @@ struct Serve: ParsableCommand {
         if let address = configuration.metrics {
             services.append(GatewayEndpoint(gateway: gateway, address: address, logger: logger))
         }
+        if let central = configuration.central {
+            services.append(try Self.syncService(central, store: store, logger: logger))
+        }
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
@@ -106,6 +111,33 @@ struct Serve: ParsableCommand {
             }
         }
         if let failure { throw CLIError(.failure, "gateway stopped on an error: \(failure)") }
+    }
+
+    /// `[central]`: the outbox's sync to the central store, as this gateway's login.
+    static func syncService(_ settings: CentralSyncSettings, store: BillingDatabase, logger: Logger) throws
+        -> OutboxSyncService
+    {
+        var environment = ProcessInfo.processInfo.environment
+        if let file = settings.passwordFile {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw CLIError(.configuration, "[central] password_file \(file) cannot be read")
+            }
+            environment["PGPASSWORD"] = String(decoding: data, as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let url: CentralURL
+        do {
+            url = try CentralURL(parsing: settings.url, environment: environment)
+        } catch {
+            throw CLIError(.configuration, "[central] url: \(error)")
+        }
+        var options = OutboxSync.Options()
+        options.batchSize = settings.batch
+        options.maxBatchesPerSecond = settings.rate
+        var named = logger
+        named[metadataKey: "central"] = "\(url)"
+        return OutboxSyncService(sync: OutboxSync(store: store, central: url, options: options),
+                                 interval: settings.interval, logger: named)
     }
 
     /// The configuration, or every problem in it (on standard error) and status 78.
