@@ -51,11 +51,6 @@ public enum CentralError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Maps postgres-nio's errors onto ours; `url` is for the message (without the password).
     static func from(_ error: any Error, url: CentralURL) -> CentralError {
         if let error = error as? CentralError { return error }
-        if let error = error as? PostgresTransactionError {
-            if let inner = error.closureError ?? error.beginError ?? error.commitError {
-                return Self.from(inner, url: url)
-            }
-        }
         guard let error = error as? PSQLError else {
             return .server(sqlState: "client", message: String(describing: error))
         }
