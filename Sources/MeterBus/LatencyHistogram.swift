@@ -1,12 +1,17 @@
 /// Latencies in microseconds, in log-linear buckets: exact below 64 µs, then 32 buckets per power of two
-/// (at most 1/32 ≈ 3% above the true value), up to 2^36 µs (19 hours). Fixed memory, integers only, so a
+/// (at most 1/32 ≈ 3% above the true value), up to 2^36 µs (19 hours). Bounded memory, integers only, so a
 /// gateway that polls for months keeps true all-time percentiles.
+///
+/// Only the buckets between the lowest and highest seen are kept: one meter's latencies span a few dozen
+/// buckets, and a gateway keeps two histograms for each of its hundreds of meters.
 public struct LatencyHistogram: Sendable, Equatable {
     static let linearLimit: Int64 = 64
     static let subBuckets = 32
     static let maxExponent = 36
     static let bucketCount = Int(linearLimit) + (maxExponent - 6 + 1) * subBuckets
 
+    /// The bucket index of `counts[0]`.
+    private var lowest = 0
     private var counts: [UInt32] = []
     public private(set) var count = 0
     public private(set) var max: Int64 = 0
@@ -14,10 +19,22 @@ public struct LatencyHistogram: Sendable, Equatable {
 
     public init() {}
 
+    /// The number of buckets held.
+    var bucketsHeld: Int { self.counts.count }
+
     public mutating func record(micros: Int64) {
         let value = Swift.max(0, micros)
-        if self.counts.isEmpty { self.counts = [UInt32](repeating: 0, count: Self.bucketCount) }
-        self.counts[Self.index(of: value)] &+= 1
+        let index = Self.index(of: value)
+        if self.counts.isEmpty {
+            self.lowest = index
+            self.counts = [0]
+        } else if index < self.lowest {
+            self.counts.insert(contentsOf: repeatElement(0, count: self.lowest - index), at: 0)
+            self.lowest = index
+        } else if index >= self.lowest + self.counts.count {
+            self.counts.append(contentsOf: repeatElement(0, count: index - self.lowest - self.counts.count + 1))
+        }
+        self.counts[index - self.lowest] &+= 1
         self.count += 1
         self.sum &+= value
         self.max = Swift.max(self.max, value)
@@ -44,9 +61,9 @@ public struct LatencyHistogram: Sendable, Equatable {
         guard self.count > 0 else { return 0 }
         let rank = Swift.max(1, (percent * self.count + 99) / 100)
         var seen = 0
-        for (index, n) in self.counts.enumerated() where n > 0 {
+        for (offset, n) in self.counts.enumerated() where n > 0 {
             seen += Int(n)
-            if seen >= rank { return Swift.min(Self.upperBound(ofBucket: index), self.max) }
+            if seen >= rank { return Swift.min(Self.upperBound(ofBucket: self.lowest + offset), self.max) }
         }
         return self.max
     }

@@ -100,6 +100,27 @@ import Testing
         #expect(LatencyHistogram().summary.count == 0 && LatencyHistogram().percentile(50) == 0)
         #expect(s.description.hasPrefix("p50 "))
     }
+
+    /// Only the span of buckets seen is held, growing either way; the order of recording changes nothing.
+    @Test func holdsOnlyTheSpanSeenWhateverTheOrder() {
+        let values: [Int64] = [30_000, 31_000, 29_500, 120, 45_000, 2_000_000, 30_500, 5, 30_200]
+        var forward = LatencyHistogram()
+        for v in values { forward.record(micros: v) }
+        var backward = LatencyHistogram()
+        for v in values.reversed() { backward.record(micros: v) }
+        #expect(forward == backward)
+        #expect(forward.bucketsHeld == LatencyHistogram.index(of: 2_000_000) - LatencyHistogram.index(of: 5) + 1)
+        for percent in [1, 10, 50, 90, 99, 100] {
+            // Nearest rank over the sorted values, then its bucket's upper bound, capped at the maximum.
+            let sorted = values.sorted()
+            let exact = sorted[max(1, (percent * sorted.count + 99) / 100) - 1]
+            let bound = min(LatencyHistogram.upperBound(ofBucket: LatencyHistogram.index(of: exact)), 2_000_000)
+            #expect(forward.percentile(percent) == bound, "p\(percent)")
+        }
+        var narrow = LatencyHistogram()
+        for v in stride(from: Int64(30_000), through: 33_000, by: 10) { narrow.record(micros: v) }
+        #expect(narrow.bucketsHeld < 10, "\(narrow.bucketsHeld) buckets for a 10% spread, of \(LatencyHistogram.bucketCount)")
+    }
 }
 
 @Suite struct WireHelpers {
