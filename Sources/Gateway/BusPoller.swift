@@ -37,6 +37,8 @@ final class BusPoller: Sendable {
     let context: GatewayContext
     private let wakeup = Wakeup()
     private let stopping = Atomic<Bool>(false)
+    /// Opens when ``run()`` has returned: the adapter is closed and the last cycle committed.
+    let finished = Latch()
     private let logger: Logger
     /// How often an idle bus looks for queued credit between polls.
     static let creditRecheck = Duration.seconds(1)
@@ -62,6 +64,7 @@ final class BusPoller: Sendable {
 
     /// Polls until stopped.
     func run() async {
+        defer { self.finished.open() }
         let c = self.configuration
         var status = BusStatus(name: c.name, device: c.device.path, protocolName: c.protocolName.rawValue,
                                line: c.line.description, state: .starting, stateSince: self.context.now())
@@ -177,7 +180,10 @@ final class BusPoller: Sendable {
         case .discover:
             self.logger.info("discovering meters")
             switch await attempt({ () async throws(BusError) in
-                try await driver.onBus { d throws(BusError) in try d.scan(progress: nil) }
+                // A stop ends the scan at its next request: a long search must not hold up SIGTERM.
+                try await driver.onBus { d throws(BusError) in
+                    try d.scan(progress: { _ throws(BusError) in if self.isStopping { throw .cancelled } })
+                }
             }) {
             case .success(let report):
                 addresses = report.meters.map(\.address).sorted { ($0.busAddress ?? 255) < ($1.busAddress ?? 255) }
@@ -187,6 +193,9 @@ final class BusPoller: Sendable {
                     s.meters = addresses.map { MeterStatus(address: $0.busAddress.map(Int.init),
                                                            serial: $0.serial.map(Int64.init)) }
                 }
+            case .failure(.cancelled) where self.isStopping:
+                self.logger.info("discovery interrupted: the gateway is stopping")
+                return nil
             case .failure(let error):
                 self.context.metrics.failed(bus: self.configuration.name, kind: FailureKind(error))
                 self.logger.error("discovery failed", metadata: ["error": .string(error.description)])

@@ -6,12 +6,13 @@ import ServiceLifecycle
 import Synchronization
 
 /// The gateway as a swift-service-lifecycle `Service`: one ``BusPoller`` per configured bus, device events fanned
-/// out to them, and a reload that swaps the buses.
+/// out to them, and a reload that swaps the buses that changed.
 ///
 /// On graceful shutdown (SIGTERM, SIGINT through the `ServiceGroup`) every poller finishes the exchange in flight,
 /// commits what its cycle saw, and returns; `run()` returns when all have. ``reload(_:)`` (SIGHUP) does the same
-/// and then starts the new configuration's buses; the store, keys and metrics address stay as started (a change
-/// to those needs a restart, and the log says so).
+/// for the buses whose settings changed or that are gone, and starts the changed and new ones once those have let
+/// go of their adapters; buses whose settings are unchanged keep polling. The store, keys and metrics address stay
+/// as started (a change to those needs a restart, and the log says so).
 public final class GatewayService: Service, Sendable {
     public let status: StatusBoard
     public let metrics: GatewayMetrics
@@ -23,11 +24,13 @@ public final class GatewayService: Service, Sendable {
     private let crashHook: (@Sendable (String) -> Void)?
     private let waitingRecheck: Duration
     private let state: Mutex<State>
+    /// Reloads in order of arrival; only the newest waiting one matters. Finished at shutdown.
+    private let reloads: AsyncStream<GatewayConfiguration>
+    private let reloadRequests: AsyncStream<GatewayConfiguration>.Continuation
 
     private struct State {
         var configuration: GatewayConfiguration
         var pollers: [BusPoller] = []
-        var pendingReload: GatewayConfiguration?
         var shuttingDown = false
     }
 
@@ -47,24 +50,24 @@ public final class GatewayService: Service, Sendable {
         self.crashHook = crashHook
         self.status = StatusBoard(startedAt: now())
         self.state = Mutex(State(configuration: configuration))
+        (self.reloads, self.reloadRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     /// The live status, for `/status`.
     public func snapshot() -> GatewayStatus { self.status.snapshot(now: self.now()) }
 
-    /// Replaces the buses with `configuration`'s: the current pollers finish their exchange and commit first.
+    /// Applies `configuration`: changed and removed buses finish their exchange and commit, then changed and new
+    /// buses start; unchanged buses are not interrupted.
     public func reload(_ configuration: GatewayConfiguration) {
-        let pollers = self.state.withLock { s -> [BusPoller] in
-            guard !s.shuttingDown else { return [] }
-            if configuration.store != s.configuration.store || configuration.keys != s.configuration.keys
-                || configuration.metrics != s.configuration.metrics
-            {
-                self.logger.warning("reload: store, keys and metrics changes take effect at the next restart")
-            }
-            s.pendingReload = configuration
-            return s.pollers
+        let current = self.state.withLock { s -> GatewayConfiguration? in s.shuttingDown ? nil : s.configuration }
+        guard let current else { return }
+        if configuration.store != current.store || configuration.keys != current.keys
+            || configuration.metrics != current.metrics || configuration.central != current.central
+            || configuration.logLevel != current.logLevel
+        {
+            self.logger.warning("reload: store, keys, metrics, log level and central changes take effect at the next restart")
         }
-        for p in pollers { p.stop() }
+        self.reloadRequests.yield(configuration)
     }
 
     /// Stops every bus (the exchange in flight finishes and its cycle commits).
@@ -73,6 +76,7 @@ public final class GatewayService: Service, Sendable {
             s.shuttingDown = true
             return s.pollers
         }
+        self.reloadRequests.finish()
         for p in pollers { p.stop() }
     }
 
@@ -83,6 +87,45 @@ public final class GatewayService: Service, Sendable {
             self.logger.info("shutting down: finishing the exchanges in flight")
             self.shutdown()
         }
+    }
+
+    private func makePoller(_ bus: BusConfiguration, _ configuration: GatewayConfiguration) -> BusPoller {
+        let context = GatewayContext(
+            store: self.store, keys: self.keys, metrics: self.metrics, status: self.status, logger: self.logger,
+            clockDriftLimit: configuration.clockDriftLimit, now: self.now, crashHook: self.crashHook,
+            waitingRecheck: self.waitingRecheck)
+        return BusPoller(configuration: bus, context: context)
+    }
+
+    /// What a reload does to the running buses.
+    private struct Swap {
+        var stopped: [BusPoller] = []
+        var started: [BusPoller] = []
+        var kept = 0
+    }
+
+    /// Under the lock: which pollers stop and which start for `next`. A bus whose settings are equal (and the
+    /// gateway-wide settings its poller uses too) keeps its poller.
+    private func swap(to next: GatewayConfiguration, in s: inout State) -> Swap {
+        var swap = Swap()
+        let sameContext = s.configuration.clockDriftLimit == next.clockDriftLimit
+        var running = Dictionary(s.pollers.map { ($0.configuration.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var pollers: [BusPoller] = []
+        for bus in next.buses {
+            if sameContext, let current = running[bus.name], current.configuration == bus {
+                running[bus.name] = nil
+                pollers.append(current)
+                swap.kept += 1
+            } else {
+                let poller = self.makePoller(bus, next)
+                pollers.append(poller)
+                swap.started.append(poller)
+            }
+        }
+        swap.stopped = Array(running.values)
+        s.configuration = next
+        s.pollers = pollers
+        return swap
     }
 
     private func runBuses() async {
@@ -97,29 +140,38 @@ public final class GatewayService: Service, Sendable {
                     }
                 }
             }
-            while true {
-                let pollers = self.state.withLock { s -> [BusPoller]? in
-                    if s.shuttingDown { return nil }
-                    if let next = s.pendingReload {
-                        s.configuration = next
-                        s.pendingReload = nil
-                    }
-                    let context = GatewayContext(
-                        store: self.store, keys: self.keys, metrics: self.metrics, status: self.status,
-                        logger: self.logger, clockDriftLimit: s.configuration.clockDriftLimit, now: self.now,
-                        crashHook: self.crashHook, waitingRecheck: self.waitingRecheck)
-                    s.pollers = s.configuration.buses.map { BusPoller(configuration: $0, context: context) }
+            await withDiscardingTaskGroup { group in
+                let first = self.state.withLock { s -> [BusPoller] in
+                    guard !s.shuttingDown else { return [] }
+                    s.pollers = s.configuration.buses.map { self.makePoller($0, s.configuration) }
                     return s.pollers
                 }
-                guard let pollers else { break }
-                self.status.retain(buses: Set(pollers.map(\.configuration.name)))
-                self.logger.info("gateway running", metadata: ["buses": .stringConvertible(pollers.count)])
-                await withTaskGroup(of: Void.self) { group in
-                    for p in pollers { group.addTask { await p.run() } }
+                self.logger.info("gateway running", metadata: ["buses": .stringConvertible(first.count)])
+                for p in first { group.addTask { await p.run() } }
+                for await next in self.reloads {
+                    let swap = self.state.withLock { s -> Swap? in
+                        s.shuttingDown ? nil : self.swap(to: next, in: &s)
+                    }
+                    guard let swap else { break }
+                    for p in swap.stopped { p.stop() }
+                    let names = Set(next.buses.map(\.name))
+                    // A started bus may use an adapter a stopped one still holds: it opens once all have let go.
+                    let stopped = swap.stopped
+                    group.addTask {
+                        for p in stopped { await p.finished.wait() }
+                        self.status.retain(buses: names)
+                    }
+                    for p in swap.started {
+                        group.addTask {
+                            for old in stopped { await old.finished.wait() }
+                            await p.run()
+                        }
+                    }
+                    self.logger.notice("configuration reloaded", metadata: [
+                        "started": .stringConvertible(swap.started.count),
+                        "stopped": .stringConvertible(swap.stopped.count),
+                        "unchanged": .stringConvertible(swap.kept)])
                 }
-                let reloading = self.state.withLock { $0.pendingReload != nil && !$0.shuttingDown }
-                guard reloading else { break }
-                self.logger.notice("configuration reloaded")
             }
             outer.cancelAll()
         }

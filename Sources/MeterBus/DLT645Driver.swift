@@ -265,7 +265,7 @@ public struct DLT645Driver: MeterDriver {
     /// Read address (0x13) to the wildcard: one clean answer names the only meter. Collisions (several meters)
     /// start a search: read data of the communication address to patterns that fix the address's low pair first
     /// (AA matches any pair), narrowing where answers collide.
-    public func scan(progress: ((ScanProgress) -> Void)?) throws(BusError) -> ScanReport {
+    public func scan(progress: ScanProgressHandler?) throws(BusError) -> ScanReport {
         let clock = ContinuousClock()
         let start = clock.now
         var report = ScanReport(method: .prefixSearch)
@@ -276,7 +276,7 @@ public struct DLT645Driver: MeterDriver {
                 let reply = try self.request(DLT645Frame(address: .wildcard, function: .readAddress),
                                              label: "read address", on: link, retries: 0)
                 if let found = self.addressOf(reply, data: reply.data) { report.meters.append(Self.discovered(found)) }
-                progress?(ScanProgress(requests: report.requests, found: report.meters.count,
+                try progress?(ScanProgress(requests: report.requests, found: report.meters.count,
                                        estimatedRemainingRequests: 0))
                 report.duration = clock.now - start
                 return
@@ -326,7 +326,7 @@ public struct DLT645Driver: MeterDriver {
                         report.collisions += 1
                         if level < 5 { stack.append(query) }
                     }
-                    progress?(ScanProgress(requests: report.requests, found: report.meters.count,
+                    try progress?(ScanProgress(requests: report.requests, found: report.meters.count,
                                            estimatedRemainingRequests: 99 - pair + 100 * stack.count))
                 }
             }

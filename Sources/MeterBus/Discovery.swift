@@ -38,7 +38,7 @@ public struct Discovery: Sendable {
 
     /// Runs the search with the wire to itself (call inside ``BusSession/withExclusiveAccess(_:)``).
     public static func scan(
-        on link: BusLink, options: Options = Options(), progress: ((ScanProgress) -> Void)? = nil
+        on link: BusLink, options: Options = Options(), progress: ScanProgressHandler? = nil
     ) throws(BusError) -> ScanReport {
         let clock = ContinuousClock()
         let start = clock.now
@@ -134,7 +134,7 @@ public struct Discovery: Sendable {
                     Self.split(node, into: &stack)
                 }
             }
-            progress?(ScanProgress(requests: framesSent(), found: found.count,
+            try progress?(ScanProgress(requests: framesSent(), found: found.count,
                                    estimatedRemainingRequests: Self.estimate(stack)))
         }
         // Meters heard only after their window: confirm them directly.

@@ -32,7 +32,7 @@ public protocol MeterDriver: Sendable {
     /// Whether a single bus address answers; nil when silent. For sweeps: one try, then a second for damage.
     func probe(busAddress: UInt8, timeout: Duration?) throws(BusError) -> MeterIdentity?
     /// Finds every meter on the bus: a serial-number search where the protocol has one, else an address sweep.
-    func scan(progress: ((ScanProgress) -> Void)?) throws(BusError) -> ScanReport
+    func scan(progress: ScanProgressHandler?) throws(BusError) -> ScanReport
 
     /// Sends the time (Unix seconds) to every meter at once; none answers. Each protocol's rules on what a meter
     /// adopts apply (native: within 300 s, once a day; DL/T 645: within 5 minutes, once a day).
@@ -51,7 +51,7 @@ extension MeterDriver {
     /// one try per address with `timeout`, and a second try where the first saw a damaged answer.
     public func sweep(
         addresses: ClosedRange<UInt8> = 1...Frame.maxUnicastAddress, timeout: Duration? = nil,
-        progress: ((ScanProgress) -> Void)? = nil
+        progress: ScanProgressHandler? = nil
     ) throws(BusError) -> ScanReport {
         let clock = ContinuousClock()
         let start = clock.now
@@ -76,7 +76,7 @@ extension MeterDriver {
         }
         for (index, address) in addresses.enumerated() {
             if try !probe(address) { damaged.append(address) }
-            progress?(ScanProgress(requests: report.requests, found: report.meters.count,
+            try progress?(ScanProgress(requests: report.requests, found: report.meters.count,
                                    estimatedRemainingRequests: addresses.count - index - 1 + damaged.count))
         }
         for address in damaged {
@@ -358,6 +358,10 @@ public struct DiscoveredMeter: Sendable, Hashable {
         self.identity = identity
     }
 }
+
+/// Told of a scan's progress after each request; what it throws (``BusError/cancelled`` when a service stops)
+/// ends the scan between requests, never inside an exchange.
+public typealias ScanProgressHandler = (ScanProgress) throws(BusError) -> Void
 
 /// How a scan is going.
 public struct ScanProgress: Sendable, Hashable {

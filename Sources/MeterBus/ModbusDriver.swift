@@ -179,7 +179,7 @@ public struct ModbusDriver: MeterDriver {
         }
     }
 
-    public func scan(progress: ((ScanProgress) -> Void)?) throws(BusError) -> ScanReport {
+    public func scan(progress: ScanProgressHandler?) throws(BusError) -> ScanReport {
         try self.sweep(progress: progress)
     }
 

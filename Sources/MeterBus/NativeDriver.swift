@@ -125,7 +125,7 @@ public struct NativeDriver: MeterDriver {
     // MARK: Scanning
 
     /// The serial-number prefix search (``Discovery``).
-    public func scan(progress: ((ScanProgress) -> Void)?) throws(BusError) -> ScanReport {
+    public func scan(progress: ScanProgressHandler?) throws(BusError) -> ScanReport {
         let options = self.discovery
         return try self.session.withExclusiveAccess { link throws(BusError) in
             try Discovery.scan(on: link, options: options, progress: progress)

@@ -160,6 +160,20 @@ import Glibc
         }
     }
 
+    /// SIGTERM while a bus is still discovering its meters (a slow line, many meters): the search stops at its
+    /// next request and the process exits in time.
+    @Test func sigtermDuringDiscoveryStopsTheSearch() throws {
+        let site = try Site()
+        try site.addBus("slow", meters: 32, arguments: ["--pace", "--line", "1200:8N1"])
+        let config = try site.writeConfiguration(lines: ["slow": "1200:8N1"], discover: ["slow"])
+        let gateway = try GatewayProcess(config: config, logPath: site.file("gateway.log"))
+        try eventually("discovery under way\n\(gateway.log)") { gateway.log.contains("discovering meters") }
+        #expect(gateway.terminate(guardSeconds: 10) == 0, "\(gateway.log)")
+        #expect(gateway.log.contains("discovery interrupted: the gateway is stopping"), "\(gateway.log)")
+        #expect(!gateway.log.contains("discovery failed"), "\(gateway.log)")
+        #expect(gateway.log.contains("gateway stopped: every cycle committed"))
+    }
+
     /// `metergw demo`, the README's main command, runs to the end on emulated hardware and cleans up.
     @Test func theDemoRunsToTheEndAndCleansUp() throws {
         let dir = try EmulatorProcess.makeDirectory().appendingPathComponent("demo").path
@@ -186,6 +200,21 @@ import Glibc
         gateway.signal(SIGHUP)
         try eventually("second polling after SIGHUP\n\(gateway.log)") { try site.readingCount("second", 1) >= 2 }
         #expect(site.status?.buses.map(\.name).sorted() == ["first", "second"])
+        // The unchanged bus was not interrupted: only the new one started.
+        #expect(gateway.logLine("configuration reloaded", with: "started=1 stopped=0 unchanged=1"), "\(gateway.log)")
+        #expect(!gateway.log.contains("bus stopped"), "\(gateway.log)")
+
+        // A changed bus restarts with its new settings; the other keeps polling through it.
+        _ = try site.writeConfiguration(extra: ["second": "400ms"])
+        gateway.signal(SIGHUP)
+        try eventually("the changed bus restarted\n\(gateway.log)") {
+            gateway.logLine("configuration reloaded", with: "started=1 stopped=1 unchanged=1")
+        }
+        let restarted = try site.readingCount("second", 1)
+        try eventually("second polling again") {
+            try site.readingCount("second", 1) > restarted && site.bus("second")?.state == .polling
+        }
+        #expect(gateway.log.components(separatedBy: "bus stopped").count - 1 == 1, "\(gateway.log)")
 
         let good = try String(contentsOfFile: config, encoding: .utf8)
         try (good + "\nbogus = 1\n").write(toFile: config, atomically: true, encoding: .utf8)

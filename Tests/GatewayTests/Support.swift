@@ -86,9 +86,9 @@ final class Site {
                         "--state", folder.appendingPathComponent("state.json").path] + arguments)
     }
 
-    /// A configuration with every bus, polled every `interval`.
+    /// A configuration with every bus, polled every `interval`; the buses in `discover` find their meters.
     func writeConfiguration(interval: String = "300ms", extra: [String: String] = [:], lines: [String: String] = [:],
-                            busExtra: String = "")
+                            busExtra: String = "", discover: Set<String> = [])
         throws -> String
     {
         var text = """
@@ -109,7 +109,8 @@ final class Site {
                 poll_interval = "\(extra[name] ?? interval)"
                 timeout = "200ms"
                 retries = 1
-                meters = [\((1...count).map(String.init).joined(separator: ", "))]
+                \(discover.contains(name) ? "discover = true"
+                    : "meters = [\((1...count).map(String.init).joined(separator: ", "))]")
                 \(busExtra)
 
                 """
@@ -190,6 +191,11 @@ final class GatewayProcess {
     deinit { self.kill() }
 
     var log: String { (try? String(contentsOfFile: self.logPath, encoding: .utf8)) ?? "" }
+
+    /// Whether a line of the log has `message` and `metadata` (swift-log prints metadata, sorted, before it).
+    func logLine(_ message: String, with metadata: String) -> Bool {
+        self.log.split(separator: "\n").contains { $0.hasSuffix(message) && $0.contains(metadata) }
+    }
 
     /// SIGKILL: a power cut.
     func kill() {
