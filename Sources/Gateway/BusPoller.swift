@@ -250,9 +250,9 @@ final class BusPoller: Sendable {
                     meters[i].address.serial = id.address.serial
                     if id.address.serial == nil {
                         meters[i].unnamed = true
-                        self.logger.warning(
-                            "meter has no serial the store can name it by: polled, readings not kept; list it as ADDRESS:SERIAL",
-                            metadata: ["meter": .string(address.description)])
+                        self.logger.warning("meter has no serial the store can name it by: polled, readings not kept",
+                                            metadata: ["meter": .string(address.description),
+                                                       "fix": "list it in the configuration as ADDRESS:SERIAL"])
                     }
                     let serial = id.address.serial.map(Int64.init)
                     self.updateMeter(address) { $0.serial = serial }

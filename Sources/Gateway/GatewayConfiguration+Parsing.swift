@@ -341,8 +341,8 @@ struct ConfigurationReader {
         }
         if let value = table["utc_offset_hours"] {
             if let n = value.int, (-12...14).contains(n) { options.utcOffsetSeconds = n * 3600 } else {
-                self.problem("\(k).utc_offset_hours", "expected the meters' local time zone in whole hours east of UTC, "
-                             + "-12...14 (China: 8), found \(Self.describe(value))")
+                self.problem("\(k).utc_offset_hours", "expected the meters' local time zone in whole hours east of "
+                             + "UTC, -12...14 (China: 8), found \(Self.describe(value))")
             }
         }
         if let value = table["preamble"] {

@@ -168,4 +168,39 @@ import Glibc
         #expect(abs(drift) < 30, "drift \(drift) s")
         #expect(try site.store.check(full: true).isEmpty)
     }
+
+    /// `discover = true` on a DL/T 645 bus: read address to the wildcard finds the meter, and its address, as a
+    /// number, names it in the store.
+    @Test func aDiscoveredDLT645MeterIsStoredUnderItsAddressAsItsSerial() throws {
+        let site = try Site()
+        let emulator = try site.addBus("found", meters: 1, arguments: ["--protocol", "dlt645", "--line", "9600:8N1"])
+        let serial = emulator.serial(ofAddress: 1)
+        let station = String(format: "%012u", serial)
+        let path = site.file("gateway.toml")
+        try """
+            store = "\(site.storePath)"
+            keys = "\(site.keys)"
+            metrics = "127.0.0.1:\(site.metricsPort)"
+            log_level = "debug"
+
+            [[bus]]
+            name = "found"
+            device = "\(emulator.link)"
+            line = "9600:8N1"
+            protocol = "dlt645"
+            poll_interval = "300ms"
+            timeout = "200ms"
+            discover = true
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let gateway = try GatewayProcess(config: path, logPath: site.file("gateway.log"))
+        try eventually("2 readings of the discovered meter\n\(gateway.log)") { try site.readingCount("found", 1) >= 2 }
+        let meters = try #require(site.bus("found")?.meters)
+        #expect(meters.count == 1 && meters[0].station == station && meters[0].serial == Int64(serial))
+        #expect(meters[0].registered && meters[0].address == nil)
+        #expect(gateway.terminate() == 0)
+        let register = try site.emulated("found")[1]!["register"] as! Int64
+        let stored = try #require(try site.store.readings(meterID: try site.meterID("found", 1)).last)
+        // The emulator's register moves with its load: the store holds one it read, to 0.01 kWh.
+        #expect(stored.register <= register && stored.register % 10 == 0)
+    }
 }
