@@ -258,7 +258,11 @@ struct ConfigurationReader {
                 // A map that failed to load was reported already; the list is still checked.
                 let serialRegister = modbusMap.map { map in map.registers.contains { $0.reading == "serial" } } ?? true
                 meters = self.modbusMeterList(list, key: "\(k).meters", serialRegister: serialRegister)
-            case .dlt645: meters = self.dlt645MeterList(list, key: "\(k).meters")
+            case .dlt645:
+                if let (list, compatibility) = self.dlt645MeterList(list, key: "\(k).meters") {
+                    meters = list
+                    dlt645?.meterCompatibility = compatibility
+                }
             }
         case (nil, true?):
             meters = .discover
@@ -329,15 +333,7 @@ struct ConfigurationReader {
             if key == "dlt645_password" { options.password = bytes } else { options.operatorCode = bytes }
         }
         if let value = table["dlt645_compat"] {
-            let known = DLT645Driver.Compatibility.names.map { "\"\($0.0)\"" }.joined(separator: ", ")
-            let items: [any TOMLValueConvertible] = value.array.map { Array($0) } ?? [value]
-            for item in items {
-                if let text = item.string, !text.contains(","), let flag = DLT645Driver.Compatibility(names: text) {
-                    options.compatibility.insert(flag)
-                } else {
-                    self.problem("\(k).dlt645_compat", "expected a list of \(known), found \(Self.describe(item))")
-                }
-            }
+            options.compatibility = self.compatibility(value, key: "\(k).dlt645_compat")
         }
         if let value = table["utc_offset_hours"] {
             if let n = value.int, (-12...14).contains(n) { options.utcOffsetSeconds = n * 3600 } else {
@@ -400,56 +396,106 @@ struct ConfigurationReader {
     }
 
     /// A DL/T 645 bus's meters: 12-digit addresses (the meter number, which is the store serial where it fits),
-    /// or `"ADDRESS:SERIAL"`.
-    mutating func dlt645MeterList(_ value: any TOMLValueConvertible, key: String) -> MeterSelection? {
+    /// `"ADDRESS:SERIAL"`, or `{ address = "...", serial = 7, dlt645_compat = [...] }` for a meter whose
+    /// deviations differ from the bus's. Also the per-meter deviations, by address.
+    mutating func dlt645MeterList(_ value: any TOMLValueConvertible, key: String)
+        -> (MeterSelection, [String: DLT645Driver.Compatibility])?
+    {
         guard let array = value.array, !array.isEmpty else {
             self.problem(key, "expected a non-empty list of 12-digit meter addresses such as \"000020251125\", "
                          + "found \(Self.describe(value))")
             return nil
         }
         var meters: [MeterAddress] = []
+        var compatibility: [String: DLT645Driver.Compatibility] = [:]
         var ok = true
         for (i, item) in array.enumerated() {
             let here = "\(key)[\(i + 1)]"
-            guard let text = item.string else {
+            var text = item.string
+            var givenSerial: (any TOMLValueConvertible)?
+            if let table = item.table {
+                self.rejectUnknown(in: table, allowed: Self.dlt645MeterKeys, prefix: here + ".")
+                text = table["address"]?.string
+                givenSerial = table["serial"]
+                if let list = table["dlt645_compat"], let address = text {
+                    compatibility[address] = self.compatibility(list, key: here + ".dlt645_compat")
+                }
+                if text == nil {
+                    self.problem(here, "expected address = \"000020251125\" (a 12-digit meter address) in the table")
+                    ok = false
+                    continue
+                }
+            }
+            guard let text else {
                 self.problem(here, "expected a 12-digit meter address in quotes such as \"000020251125\" (leading "
                              + "zeros count), found \(Self.describe(item))")
                 ok = false
                 continue
             }
-            let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            let station = parts[0]
-            guard parts.count <= 2, let address = DLT645Address(station), station.allSatisfy(\.isNumber) else {
-                self.problem(here, "expected a 12-digit meter address such as \"000020251125\" (or "
-                             + "\"ADDRESS:SERIAL\"), found \"\(text)\"")
+            guard let meter = self.dlt645Meter(text, serial: givenSerial, key: here) else {
                 ok = false
                 continue
             }
-            if address.isBroadcast {
-                self.problem(here, "\(station) is the broadcast address: list each meter's own address")
-                ok = false
-                continue
-            }
-            var serial = StoreSerial.of(station: station)
-            if parts.count == 2 {
-                guard let s = UInt32(parts[1]), s >= 1, s < UInt32.max else {
-                    self.problem(here, "expected a store serial 1...4294967294 after the colon, found \"\(parts[1])\"")
-                    ok = false
-                    continue
-                }
-                serial = s
-            }
-            guard let serial else {
-                self.problem(here, "meter \(station) is too large for a store serial (1...4294967294): write "
-                             + "\"\(station):SERIAL\" with the serial you gave metergw meter add")
-                ok = false
-                continue
-            }
-            let meter = MeterAddress(serial: serial, station: station)
             ok = self.checkUnique(meter, in: meters, key: here) && ok
             meters.append(meter)
         }
-        return ok ? .list(meters) : nil
+        return ok ? (.list(meters), compatibility) : nil
+    }
+
+    static let dlt645MeterKeys = ["address", "serial", "dlt645_compat"]
+
+    /// One DL/T 645 meter: `ADDRESS` or `ADDRESS:SERIAL`, or an address with `serial` given apart.
+    mutating func dlt645Meter(_ text: String, serial given: (any TOMLValueConvertible)?, key here: String)
+        -> MeterAddress?
+    {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let station = parts[0]
+        guard parts.count <= 2, let address = DLT645Address(station), station.allSatisfy(\.isNumber) else {
+            self.problem(here, "expected a 12-digit meter address such as \"000020251125\" (or "
+                         + "\"ADDRESS:SERIAL\"), found \"\(text)\"")
+            return nil
+        }
+        if address.isBroadcast {
+            self.problem(here, "\(station) is the broadcast address: list each meter's own address")
+            return nil
+        }
+        var serial = StoreSerial.of(station: station)
+        if parts.count == 2 {
+            guard let s = UInt32(parts[1]), s >= 1, s < UInt32.max else {
+                self.problem(here, "expected a store serial 1...4294967294 after the colon, found \"\(parts[1])\"")
+                return nil
+            }
+            serial = s
+        }
+        if let given {
+            guard parts.count == 1, let n = given.int, (1...4_294_967_294).contains(n) else {
+                self.problem(here + ".serial", "expected a store serial 1...4294967294 (and no :SERIAL in the "
+                             + "address), found \(Self.describe(given))")
+                return nil
+            }
+            serial = UInt32(n)
+        }
+        guard let serial else {
+            self.problem(here, "meter \(station) is too large for a store serial (1...4294967294): write "
+                         + "\"\(station):SERIAL\" with the serial you gave metergw meter add")
+            return nil
+        }
+        return MeterAddress(serial: serial, station: station)
+    }
+
+    /// A list of deviation names (`dlt645_compat`); `[]` is a standard meter.
+    mutating func compatibility(_ value: any TOMLValueConvertible, key: String) -> DLT645Driver.Compatibility {
+        let known = DLT645Driver.Compatibility.names.map { "\"\($0.0)\"" }.joined(separator: ", ")
+        var result: DLT645Driver.Compatibility = []
+        let items: [any TOMLValueConvertible] = value.array.map { Array($0) } ?? [value]
+        for item in items {
+            if let text = item.string, !text.contains(","), let flag = DLT645Driver.Compatibility(names: text) {
+                result.insert(flag)
+            } else {
+                self.problem(key, "expected a list of \(known), found \(Self.describe(item))")
+            }
+        }
+        return result
     }
 
     /// "ADDRESS:SERIAL" with a bus address 1...247 and a store serial.

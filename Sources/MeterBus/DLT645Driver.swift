@@ -41,6 +41,8 @@ public struct DLT645Driver: MeterDriver {
         /// FE wake-up bytes before each request (meters commonly want 4, some none).
         public var preamble = 4
         public var compatibility: Compatibility = []
+        /// Meters whose deviations differ from ``compatibility`` (a bus of mixed meters), by 12-digit address.
+        public var meterCompatibility: [String: Compatibility] = [:]
         /// The password for relay control: level then 3 bytes (PA P0 P1 P2), as the meter was configured.
         public var password: [UInt8] = [0x02, 0x00, 0x00, 0x00]
         /// The operator code recorded by the meter (C0...C3).
@@ -71,12 +73,25 @@ public struct DLT645Driver: MeterDriver {
         return address
     }
 
-    /// The address as this meter puts it on the wire.
-    func wire(_ address: DLT645Address) -> DLT645Address {
-        self.options.compatibility.contains(.reversedAddress) ? DLT645Address(wire: address.bytes.reversed()) : address
+    /// The deviations of the meter at `address`: its own setting, else the bus's.
+    func compatibility(of address: DLT645Address) -> Compatibility {
+        self.options.meterCompatibility[address.description] ?? self.options.compatibility
     }
 
-    func fromWire(_ address: DLT645Address) -> DLT645Address { self.wire(address) }
+    /// The address as this meter puts it on the wire.
+    func wire(_ address: DLT645Address) -> DLT645Address {
+        self.compatibility(of: address).contains(.reversedAddress)
+            ? DLT645Address(wire: address.bytes.reversed()) : address
+    }
+
+    /// A meter's own address from the address on the wire: a meter with its own setting by that, others by the
+    /// bus's.
+    func fromWire(_ wire: DLT645Address) -> DLT645Address {
+        let reversed = DLT645Address(wire: wire.bytes.reversed())
+        if self.options.meterCompatibility[reversed.description]?.contains(.reversedAddress) == true { return reversed }
+        if let own = self.options.meterCompatibility[wire.description], !own.contains(.reversedAddress) { return wire }
+        return self.options.compatibility.contains(.reversedAddress) ? reversed : wire
+    }
 
     /// One request and its answer; an abnormal answer throws ``BusError/rejected(_:_:)``.
     func request(
@@ -85,15 +100,14 @@ public struct DLT645Driver: MeterDriver {
     ) throws(BusError) -> DLT645Frame {
         let function = frame.control & 0x1F
         let pattern = frame.address
-        let reversed = self.options.compatibility.contains(.reversedAddress)
+        let driver = self
         let raw = RawRequest(bytes: frame.encoded(preamble: self.options.preamble), label: "DL/T 645 \(label)",
                              framing: .dlt645) { received in
             guard case .dlt645(let answer) = received, answer.isResponse, answer.control & 0x1F == function else {
                 return .notAnswer
             }
             guard pattern.matches(answer.address) else {
-                let own = reversed ? DLT645Address(wire: answer.address.bytes.reversed()) : answer.address
-                return .wrongStation("DL/T 645 meter \(own)")
+                return .wrongStation("DL/T 645 meter \(driver.fromWire(answer.address))")
             }
             if !answer.isAbnormal, let accept, !accept(answer) { return .notAnswer }
             return .answer

@@ -35,7 +35,8 @@ import Testing
         dlt645_compat = ["reversed-address"]
         utc_offset_hours = 7
         preamble = 0
-        meters = ["000020251125", "990000000001:7"]
+        meters = ["000020251125", "990000000001:7", { address = "000012345678", dlt645_compat = [] },
+                  { address = "000012345679", serial = 99 }]
         """
 
     @Test func modbusAndDLT645BusesGiveTheirMapsMetersAndSettings() throws {
@@ -50,10 +51,14 @@ import Testing
         #expect(utility.modbusMap == nil)
         // The address is the meter number, and the store serial where it fits.
         #expect(utility.meters == .list([MeterAddress(serial: 20_251_125, station: "000020251125"),
-                                         MeterAddress(serial: 7, station: "990000000001")]))
+                                         MeterAddress(serial: 7, station: "990000000001"),
+                                         MeterAddress(serial: 12_345_678, station: "000012345678"),
+                                         MeterAddress(serial: 99, station: "000012345679")]))
         let options = try #require(utility.dlt645)
         #expect(options.password == [0x04, 0x12, 0x34, 0x56] && options.operatorCode == [1, 2, 3, 4])
         #expect(options.compatibility == .reversedAddress)
+        // One meter on this bus follows the standard: its own setting overrides the bus's.
+        #expect(options.meterCompatibility == ["000012345678": []])
         #expect(options.utcOffsetSeconds == 7 * 3600 && options.preamble == 0)
         #expect(StoreSerial.of(station: "004294967294") == 4_294_967_294)
         #expect(StoreSerial.of(station: "004294967295") == nil && StoreSerial.of(station: "000000000000") == nil)
@@ -153,5 +158,24 @@ import Testing
         #expect(find("bus[5].discover")?.message.contains("no serial register") == true)
         #expect(issues.count == 16, "\(issues.map { "\($0.line ?? 0) \($0.key): \($0.message)" })")
         #expect(issues.allSatisfy { $0.line != nil })
+    }
+
+    @Test func aDLT645MeterTableIsCheckedLikeTheRest() {
+        let issues = ConfigurationTests.issues("""
+            store = "/tmp/b.sqlite"
+            [[bus]]
+            name = "c"
+            device = "/dev/ttyUSB2"
+            protocol = "dlt645"
+            meters = [{ adress = "000000000001" }, { address = "000000000002", serial = 0 },
+                      { address = "000000000003", dlt645_compat = ["sideways"] },
+                      { address = "000000000004:5", serial = 6 }]
+            """)
+        let keys = issues.map(\.key)
+        #expect(keys.contains("bus[1].meters[1].adress") && keys.contains("bus[1].meters[1]"))
+        #expect(keys.contains("bus[1].meters[2].serial") && keys.contains("bus[1].meters[3].dlt645_compat"))
+        #expect(keys.contains("bus[1].meters[4].serial"))
+        #expect(issues.count == 5, "\(issues)")
+        #expect(issues.allSatisfy { $0.line == 6 })
     }
 }

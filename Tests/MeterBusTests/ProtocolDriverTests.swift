@@ -238,6 +238,20 @@ import Testing
         #expect(abs(Int64(try driver.read(meter).meterTime) - Int64(now)) < 30)
     }
 
+    /// A bus of meters that send their address high byte first, with one standard meter among them: that meter's
+    /// own setting wins, the others keep the bus's (the emulator is standard, so the bus's setting finds no one).
+    @Test func dlt645PerMeterCompatibilityOverridesTheBus() throws {
+        let bus = try Bus(["--protocol", "dlt645"], config: Self.config(serials: [12_345_678, 12_345_679]))
+        var options = DLT645Driver.Options()
+        options.compatibility = .reversedAddress
+        options.meterCompatibility = ["000012345678": []]
+        let driver = DLT645Driver(session: bus.session, options: options)
+        #expect(try driver.read(.station("000012345678")).register == 1_234_560)
+        #expect(throws: BusError.self) { try driver.read(.station("000012345679")) }
+        #expect(driver.fromWire(DLT645Address("000012345678")!) == DLT645Address("000012345678")!)
+        #expect(driver.fromWire(DLT645Address("795634120000")!) == DLT645Address("000012345679")!)
+    }
+
     @Test func dlt645ReadsDataThatComesInFollowUpFrames() throws {
         // Two value bytes per answer: a 4-byte energy total takes the first answer and one follow-up (0x12).
         let bus = try Bus(["--protocol", "dlt645", "--dlt645-frame-bytes", "2"],
