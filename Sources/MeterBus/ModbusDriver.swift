@@ -264,11 +264,24 @@ public struct ModbusDriver: MeterDriver {
         try self.sweep(progress: progress)
     }
 
+    /// Reads every entry of the map. With a serial in `meter` and a `serial` register in the map, a meter that
+    /// reports another serial is not taken for it (a swapped meter): the read fails as the native protocol's does,
+    /// "a meter with serial N answers at that address instead".
     public func read(_ meter: MeterAddress) throws(BusError) -> MeterReading {
         let address = try Self.address(of: meter)
         let map = self.map
         let values = try self.session.withExclusiveAccess { link throws(BusError) in
-            try Self.readValues(map, address: address, on: link)
+            let values = try Self.readValues(map, address: address, on: link)
+            if let expected = meter.serial, let found = values.first(where: { $0.0.reading == "serial" })?.1,
+               found != Int64(expected)
+            {
+                let attempt = Evidence.Attempt(seen: .wrongAddress(address: address, serial: UInt32(clamping: found)),
+                                               timeout: .zero, chunks: [])
+                throw .noAnswer(Evidence(target: .address(address, serial: expected), command: 0, sequence: 0,
+                                         line: link.line, requestBytes: [], attempts: [attempt],
+                                         label: "Modbus read of map \(map.name)"))
+            }
+            return values
         }
         return Self.reading(map, values)
     }

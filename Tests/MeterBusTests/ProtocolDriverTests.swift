@@ -57,8 +57,19 @@ import Testing
         let driver = ModbusDriver(session: bus.session, map: try RegisterMaps.load("mgwpm1"))
         let identity = try driver.identify(.bus(2))
         #expect(identity.model == "metergw MGW-PM1 emulated" && identity.firmware == "1.4.0")
-        // mgwpm1 has a serial register: the identity carries the meter's serial.
+        // mgwpm1 has a serial register: the identity carries the meter's serial, and a read for another serial
+        // at that address (a swapped meter) is refused as the native protocol refuses it.
         #expect(identity.address == .bus(2, serial: 12))
+        #expect(try driver.read(.bus(2, serial: 12)).register == 1_234_570)
+        do {
+            _ = try driver.read(.bus(2, serial: 13))
+            Issue.record("a meter with another serial was read")
+        } catch .noAnswer(let evidence) {
+            #expect(BusError.noAnswer(evidence).description.contains("a meter with serial 12 answers at that address "
+                                                                     + "instead"))
+        } catch {
+            Issue.record("\(error)")
+        }
         let reading = try driver.read(.bus(2))
         #expect(reading.register == 1_234_570 && reading.credit == 50_000 && reading.relay == .closed)
         #expect(reading.alarmThreshold == 10_000 && reading.cutoffThreshold == 2_000)
