@@ -75,6 +75,7 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "MeterBus", "MeterProtocol", "SerialPort", "CUdev", "Prepaid", "KeyStore", "BillingStore",
+                "ModbusProtocol", "ModbusMaps", "DLT645Protocol",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -6,7 +6,8 @@ public struct MeterObservation: Hashable, Sendable {
     /// The gateway's clock (Unix seconds) when the answer arrived: the reading's key with the meter.
     public var time: Int64
     public var register: Int64
-    public var credit: Int64
+    /// Nil when the meter's protocol reports no credit (Modbus energy meters, DL/T 645): stored as NULL, not 0.
+    public var credit: Int64?
     public var alarms: Int64
     /// "closed" or "open".
     public var relay: String
@@ -16,7 +17,7 @@ public struct MeterObservation: Hashable, Sendable {
     /// meter, so nothing but the reading can have changed (saves three queries per reading).
     public var mayHaveChanged: Bool
 
-    public init(meterID: Int64, time: Int64, register: Int64, credit: Int64, alarms: Int64, relay: String,
+    public init(meterID: Int64, time: Int64, register: Int64, credit: Int64?, alarms: Int64, relay: String,
                 relayReason: Int64, lastAppliedSequence: Int64, mayHaveChanged: Bool = true) {
         self.mayHaveChanged = mayHaveChanged
         self.meterID = meterID

@@ -145,6 +145,39 @@ public enum DLT645Read {
         return (di, frame.data[4...])
     }
 
+    /// Read follow-up data (0x12, DL/T 645-2007 §7.3.2): the DI and the frame's sequence number SEQ (1, 2, ...),
+    /// sent while the last answer had the follow-up bit set.
+    public static func followUpRequest(_ di: DataIdentifier, sequence: UInt8, to address: DLT645Address)
+        -> DLT645Frame
+    {
+        DLT645Frame(address: address, function: .readFollowUp, data: di.bytes + [sequence])
+    }
+
+    /// The DI, value bytes and SEQ of a normal follow-up answer (its data ends with the sequence number).
+    public static func followUpAnswer(_ frame: DLT645Frame) -> (DataIdentifier, ArraySlice<UInt8>, UInt8)? {
+        guard frame.isResponse, !frame.isAbnormal, frame.function == .readFollowUp, frame.data.count >= 5,
+            let di = DataIdentifier(wire: frame.data[...])
+        else { return nil }
+        return (di, frame.data[4..<(frame.data.count - 1)], frame.data[frame.data.count - 1])
+    }
+
+    /// Write data (0x14, §7.4): DI, password (PA P0 P1 P2), operator code (C0...C3), then the value, low byte
+    /// first as every field.
+    public static func write(_ di: DataIdentifier, value: [UInt8], password: [UInt8], operatorCode: [UInt8],
+                             to address: DLT645Address) -> DLT645Frame
+    {
+        DLT645Frame(address: address, function: .writeData, data: di.bytes + password + operatorCode + value)
+    }
+
+    /// Date (04000101: WW DD MM YY on the wire) and time (04000102: ss mm hh) values in BCD.
+    public static func dateValue(_ t: CivilTime) -> [UInt8] {
+        [t.weekday, t.day, t.month, t.year % 100].map { UInt8($0 / 10) << 4 | UInt8($0 % 10) }
+    }
+
+    public static func timeValue(_ t: CivilTime) -> [UInt8] {
+        [t.second, t.minute, t.hour].map { UInt8($0 / 10) << 4 | UInt8($0 % 10) }
+    }
+
     /// Broadcast time (0x08): ss mm hh DD MM YY in BCD, to 99 99 99 99 99 99; never answered.
     public static func broadcastTime(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int)
         -> DLT645Frame

@@ -68,11 +68,7 @@ final class BusPoller: Sendable {
         let c = self.configuration
         var status = BusStatus(name: c.name, device: c.device.path, protocolName: c.protocolName.rawValue,
                                line: c.line.description, state: .starting, stateSince: self.context.now())
-        if case .list(let meters) = c.meters {
-            status.meters = meters.map {
-                MeterStatus(address: $0.busAddress.map(Int.init), serial: $0.serial.map(Int64.init))
-            }
-        }
+        if case .list(let meters) = c.meters { status.meters = meters.map(MeterStatus.init(for:)) }
         self.context.status.register(status)
         self.context.metrics.busState(bus: c.name, .starting)
         var absentSince: Int64?
@@ -132,6 +128,11 @@ final class BusPoller: Sendable {
         var meterID: Int64?
         /// The last failure's kind, so a silent meter is logged once per episode, not once per poll.
         var failing: FailureKind?
+        /// Identified without a serial the store can key it by (a DL/T 645 address above 4294967294 found by a
+        /// scan): polled, not stored, and not asked again.
+        var unnamed = false
+        /// Whether "its protocol has no remote credit" was logged for its queued purchases (once per episode).
+        var creditRefusalLogged = false
         /// Alarms, relay, relay reason and last applied sequence of the last reading stored: when they repeat,
         /// the store need not look for changes.
         var lastState: [Int64]?
@@ -151,7 +152,10 @@ final class BusPoller: Sendable {
         var next = clock.now + Self.jitter(upTo: min(self.configuration.pollInterval, .seconds(1)))
         while !self.isStopping {
             while !self.isStopping, clock.now < next {
-                if await self.deliverCredit(driver, meters) == .adapterGone { return }
+                // A protocol without remote credit is checked once a cycle (below), not every second.
+                if driver.capabilities.contains(.credit), await self.deliverCredit(driver, &meters) == .adapterGone {
+                    return
+                }
                 await self.wakeup.sleep(for: min(Self.creditRecheck, next - clock.now))
             }
             if self.isStopping { return }
@@ -159,7 +163,7 @@ final class BusPoller: Sendable {
             let gone = await self.cycle(driver, &meters)
             self.context.metrics.cycle(bus: self.configuration.name, duration: clock.now - started)
             if gone || self.isStopping { return }
-            if await self.deliverCredit(driver, meters) == .adapterGone { return }
+            if await self.deliverCredit(driver, &meters) == .adapterGone { return }
             // Interval ± 10%, from the cycle's start.
             let interval = self.configuration.pollInterval
             next = started + interval * 0.9 + Self.jitter(upTo: interval * 0.2)
@@ -186,12 +190,16 @@ final class BusPoller: Sendable {
                 }
             }) {
             case .success(let report):
-                addresses = report.meters.map(\.address).sorted { ($0.busAddress ?? 255) < ($1.busAddress ?? 255) }
+                // A DL/T 645 meter's address is its meter number, and its store serial where it fits.
+                addresses = report.meters.map(\.address).map { found in
+                    var a = found
+                    if a.serial == nil, let station = a.station { a.serial = StoreSerial.of(station: station) }
+                    return a
+                }.sorted { ($0.busAddress ?? 255, $0.station ?? "") < ($1.busAddress ?? 255, $1.station ?? "") }
                 self.logger.info("discovered", metadata: [
                     "meters": .stringConvertible(addresses.count), "requests": .stringConvertible(report.requests)])
                 self.context.status.update(bus: self.configuration.name) { s in
-                    s.meters = addresses.map { MeterStatus(address: $0.busAddress.map(Int.init),
-                                                           serial: $0.serial.map(Int64.init)) }
+                    s.meters = addresses.map(MeterStatus.init(for:))
                 }
             case .failure(.cancelled) where self.isStopping:
                 self.logger.info("discovery interrupted: the gateway is stopping")
@@ -227,9 +235,7 @@ final class BusPoller: Sendable {
 
     private func updateMeter(_ address: MeterAddress, _ body: @escaping (inout MeterStatus) -> Void) {
         self.context.status.update(bus: self.configuration.name) { s in
-            let i = s.meters.firstIndex { $0.address == address.busAddress.map(Int.init) }
-                ?? s.meters.firstIndex { $0.serial != nil && $0.serial == address.serial.map(Int64.init) }
-            if let i { body(&s.meters[i]) }
+            if let i = s.meters.position(of: address) { body(&s.meters[i]) }
         }
     }
 
@@ -241,8 +247,9 @@ final class BusPoller: Sendable {
         var gone = false
         meterLoop: for i in meters.indices {
             if self.isStopping { break }
-            if meters[i].address.serial == nil {
-                // Learn the serial (the store's key) once; the answer to IDENTIFY carries it.
+            if meters[i].address.serial == nil && !meters[i].unnamed {
+                // Learn the serial (the store's key) once; the answer to IDENTIFY carries it (native; Modbus with
+                // a serial register in its map).
                 let address = meters[i].address
                 let identity = await attempt({ () async throws(BusError) in
                     try await driver.onBus { d throws(BusError) in try d.identify(address) }
@@ -250,6 +257,12 @@ final class BusPoller: Sendable {
                 switch identity {
                 case .success(let id):
                     meters[i].address.serial = id.address.serial
+                    if id.address.serial == nil {
+                        meters[i].unnamed = true
+                        self.logger.warning("meter has no serial the store can name it by: polled, readings not kept",
+                                            metadata: ["meter": .string(address.description),
+                                                       "fix": "list it in the configuration as ADDRESS:SERIAL"])
+                    }
                     let serial = id.address.serial.map(Int64.init)
                     self.updateMeter(address) { $0.serial = serial }
                     var one = [meters[i]]
@@ -278,12 +291,10 @@ final class BusPoller: Sendable {
                 }
                 self.context.status.update(bus: bus) { s in
                     s.polls += 1
-                    let serial = address.serial.map(Int64.init)
-                    if let m = s.meters.firstIndex(where: { $0.address == address.busAddress.map(Int.init)
-                                                            || ($0.serial != nil && $0.serial == serial) }) {
+                    if let m = s.meters.position(of: address) {
                         s.meters[m].lastReadingTime = now
                         s.meters[m].register = Int64(reading.register)
-                        s.meters[m].credit = reading.credit
+                        s.meters[m].credit = reading.fields.contains(.credit) ? reading.credit : nil
                         s.meters[m].unit = reading.unit.rawValue
                         s.meters[m].relay = reading.relay.name
                         s.meters[m].alarms = reading.alarms.names
@@ -294,7 +305,8 @@ final class BusPoller: Sendable {
                     let state = [Int64(reading.alarms.rawValue), Int64(reading.relay.rawValue),
                                  Int64(reading.relayReason.rawValue), Int64(reading.lastAppliedSequence)]
                     observations.append(MeterObservation(
-                        meterID: id, time: now, register: Int64(reading.register), credit: reading.credit,
+                        meterID: id, time: now, register: Int64(reading.register),
+                        credit: reading.fields.contains(.credit) ? reading.credit : nil,
                         alarms: Int64(reading.alarms.rawValue), relay: reading.relay.name,
                         relayReason: Int64(reading.relayReason.rawValue),
                         lastAppliedSequence: Int64(reading.lastAppliedSequence),
@@ -386,18 +398,25 @@ final class BusPoller: Sendable {
     private func correctClock<D: MeterDriver>(_ driver: D, _ meter: Polled, reading: MeterReading) async
         -> StepResult
     {
-        guard let limit = self.context.clockDriftLimit, let keys = self.context.keys,
-              driver.capabilities.contains(.clock), let meterID = meter.meterID
+        guard let limit = self.context.clockDriftLimit, driver.capabilities.contains(.clock),
+              reading.fields.contains(.clock), let meterID = meter.meterID
         else { return .done }
         let drift = Int64(reading.meterTime) - self.context.now()
         guard Duration.seconds(abs(drift)) > limit else { return .done }
+        // Native commands are signed with a counter read from the meter; DL/T 645 sends its password instead.
+        let signed = driver.capabilities.contains(.signedCommands)
+        let keys = self.context.keys
+        if signed && keys == nil { return .done }
         let address = meter.address
         let now = self.context.now
         let result = await attempt({ () async throws(BusError) in
             try await driver.onBus { d throws(BusError) in
-                let state = try d.readSequence(address)
-                let signer = KeyFileSigner(keys: keys, after: state)
-                return try d.setClock(address, to: UInt32(clamping: now()), signer: signer)
+                if let keys, signed {
+                    let state = try d.readSequence(address)
+                    return try d.setClock(address, to: UInt32(clamping: now()),
+                                          signer: KeyFileSigner(keys: keys, after: state))
+                }
+                return try d.setClock(address, to: UInt32(clamping: now()), signer: UnsignedRequests())
             }
         })
         switch result {
@@ -420,8 +439,8 @@ final class BusPoller: Sendable {
     // MARK: Remote credit
 
     /// Delivers queued remote purchases for this bus's meters (``CreditDelivery``).
-    private func deliverCredit<D: MeterDriver>(_ driver: D, _ meters: [Polled]) async -> StepResult {
-        guard !self.isStopping, driver.capabilities.contains(.credit) else { return .done }
+    private func deliverCredit<D: MeterDriver>(_ driver: D, _ meters: inout [Polled]) async -> StepResult {
+        guard !self.isStopping else { return .done }
         let ids = Set(meters.compactMap(\.meterID))
         guard !ids.isEmpty,
               let counts = try? await self.context.store.run({ store throws(StoreError) in try store.queuedCounts() })
@@ -438,6 +457,10 @@ final class BusPoller: Sendable {
             }
         }
         let waitingIDs = counts.keys.filter { ids.contains($0) }.sorted()
+        if !driver.capabilities.contains(.credit) {
+            self.holdCredit(driver, &meters, queued: counts)
+            return .done
+        }
         guard !waitingIDs.isEmpty,
               let waiting = try? await self.context.store.run({ store throws(StoreError) in
                   try waitingIDs.map { id throws(StoreError) in
@@ -453,9 +476,10 @@ final class BusPoller: Sendable {
         let delivery = CreditDelivery(store: self.context.store.store, keys: keys,
                                       operatorName: GatewayContext.operatorName, now: self.context.now,
                                       crashHook: self.context.crashHook)
+        let snapshot = meters
         for entry in waiting {
             if self.isStopping { break }
-            guard let polled = meters.first(where: { $0.meterID == entry.meter.id }) else { continue }
+            guard let polled = snapshot.first(where: { $0.meterID == entry.meter.id }) else { continue }
             let meter = entry.meter
             let address = polled.address
             let result = await attempt({ () async throws(BusError) in
@@ -491,6 +515,54 @@ final class BusPoller: Sendable {
     }
 }
 
+extension BusPoller {
+    /// Queued remote purchases for meters whose protocol has no credit command stay queued: the reason goes to
+    /// the log once per meter (again after the queue emptied) and to the meter's status, with a metric.
+    fileprivate func holdCredit<D: MeterDriver>(_ driver: D, _ meters: inout [Polled], queued counts: [Int64: Int]) {
+        let refusal = CreditDelivery.Failure.noRemoteCredit(protocolName: driver.protocolName)
+        for i in meters.indices {
+            guard let id = meters[i].meterID else { continue }
+            let queued = counts[id] ?? 0
+            let address = meters[i].address
+            let reason = queued > 0 ? refusal.description : nil
+            self.context.status.update(bus: self.configuration.name) { s in
+                if let m = s.meters.position(of: address) { s.meters[m].creditBlocked = reason }
+            }
+            if queued == 0 {
+                meters[i].creditRefusalLogged = false
+            } else if !meters[i].creditRefusalLogged {
+                meters[i].creditRefusalLogged = true
+                self.context.metrics.credit(bus: self.configuration.name, outcome: "unsupported")
+                self.logger.warning("credit not delivered: stays queued", metadata: [
+                    "meter": .string(address.description), "queued": .stringConvertible(queued),
+                    "error": .string(refusal.description)])
+            }
+        }
+    }
+}
+
+extension MeterStatus {
+    init(for address: MeterAddress) {
+        self.init(address: address.busAddress.map(Int.init), serial: address.serial.map(Int64.init),
+                  station: address.station)
+    }
+}
+
+extension [MeterStatus] {
+    /// The entry for `address`: by station address, else bus address, else serial.
+    func position(of address: MeterAddress) -> Int? {
+        if let station = address.station { return self.firstIndex { $0.station == station } }
+        if let bus = address.busAddress { return self.firstIndex { $0.address == Int(bus) } }
+        guard let serial = address.serial else { return nil }
+        return self.firstIndex { $0.serial == Int64(serial) }
+    }
+}
+
+/// For commands of protocols without a native MAC (DL/T 645 sends its configured password, Modbus nothing).
+struct UnsignedRequests: RequestSigner {
+    func sign<R: AuthenticatedRequest>(_ request: R, serial: UInt32) -> R { request }
+}
+
 /// An open adapter with its session and driver.
 struct OpenedBus {
     let port: SerialPort
@@ -512,8 +584,7 @@ struct OpenedBus {
         if let timeout = c.timeout { options.maximumTimeout = timeout }
         self.port = port
         self.session = BusSession(transport: port, line: port.settings, options: options)
-        // The configuration check refuses protocols this build cannot drive.
-        self.driver = DriverFactory.driver(for: c.protocolName, session: self.session)!
+        self.driver = DriverFactory.driver(for: c, session: self.session)
         self.warnings = warnings.map { "\($0)" }
     }
 

@@ -51,6 +51,8 @@ public struct CreditDelivery: Sendable {
         case cardPurchaseFirst(purchase: Int64, sequence: Int64)
         /// The answer was lost and a fresh read shows the purchase not applied (or the meter could not be read).
         case answerLost(purchase: Int64, sequence: Int64, cause: BusError)
+        /// The meter's protocol has no remote credit command (Modbus RTU, DL/T 645): nothing was sent.
+        case noRemoteCredit(protocolName: String)
 
         public var description: String {
             switch self {
@@ -63,6 +65,9 @@ public struct CreditDelivery: Sendable {
                 "\(cause.description)\nthe answer to purchase \(id) (sequence \(sequence)) was lost and the meter "
                     + "has not applied it (or could not be read): it stays queued; the next delivery reads the "
                     + "meter's last applied sequence before sending anything"
+            case .noRemoteCredit(let name):
+                "the meter speaks \(name), which has no remote credit command: its remote purchases stay queued and "
+                    + "nothing was sent; cancel them and sell on a card, or move the meter to a native bus"
             }
         }
     }
@@ -73,6 +78,7 @@ public struct CreditDelivery: Sendable {
     public func deliver(
         meter: Meter, address: MeterAddress, upTo: Int64? = nil, driver: some MeterDriver
     ) throws(Failure) -> Outcome {
+        guard driver.capabilities.contains(.credit) else { throw .noRemoteCredit(protocolName: driver.protocolName) }
         var outcome = Outcome()
         let reference = String(meter.serial)
         // 1. What the meter has: confirm it, send nothing for it.

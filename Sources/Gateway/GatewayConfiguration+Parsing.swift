@@ -1,7 +1,10 @@
+import DLT645Protocol
 import Foundation
 import Logging
 import MeterBus
 import MeterProtocol
+import ModbusMaps
+import ModbusProtocol
 import SerialPort
 import TOMLKit
 
@@ -18,6 +21,12 @@ extension GatewayConfiguration {
         return try Self.parse(String(decoding: data, as: UTF8.self), file: path)
     }
 
+    /// The folder relative map files are found in: the configuration file's own.
+    static func folder(of file: String) -> String {
+        let folder = (file as NSString).deletingLastPathComponent
+        return folder.isEmpty ? FileManager.default.currentDirectoryPath : folder
+    }
+
     /// Parses and checks a configuration text; `file` names it in messages.
     public static func parse(_ text: String, file: String = "gateway.toml") throws(ConfigurationError)
         -> GatewayConfiguration
@@ -32,7 +41,7 @@ extension GatewayConfiguration {
             throw ConfigurationError(file: file, issues: [ConfigurationIssue(
                 line: nil, key: "", message: "not valid TOML: \(error)")])
         }
-        var reader = ConfigurationReader(index: TOMLLineIndex(text))
+        var reader = ConfigurationReader(index: TOMLLineIndex(text), folder: Self.folder(of: file))
         let configuration = reader.configuration(root)
         guard reader.issues.isEmpty, let configuration else {
             throw ConfigurationError(file: file, issues: reader.issues.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
@@ -44,6 +53,8 @@ extension GatewayConfiguration {
 /// Walks the parsed tables, collecting every problem instead of stopping at the first.
 struct ConfigurationReader {
     let index: TOMLLineIndex
+    /// Where relative map files are looked up (the configuration file's folder).
+    var folder: String = FileManager.default.currentDirectoryPath
     var issues: [ConfigurationIssue] = []
     /// Names and device paths seen so far, so a duplicate is caught even when its bus has other problems.
     var names: Set<String> = []
@@ -52,7 +63,9 @@ struct ConfigurationReader {
     static let topKeys = ["store", "keys", "metrics", "log_level", "clock_drift_limit", "bus", "central"]
     static let centralKeys = ["url", "password_file", "interval", "batch", "rate"]
     static let busKeys = ["name", "device", "udev", "line", "protocol", "poll_interval", "timeout", "retries",
-                          "meters", "discover"]
+                          "meters", "discover"] + Self.modbusKeys + Self.dlt645Keys
+    static let modbusKeys = ["map"]
+    static let dlt645Keys = ["dlt645_password", "dlt645_operator", "dlt645_compat", "utc_offset_hours", "preamble"]
 
     mutating func problem(_ key: String, _ message: String) {
         self.issues.append(ConfigurationIssue(line: self.index.line(of: key), key: key, message: message))
@@ -188,7 +201,8 @@ struct ConfigurationReader {
             }
         }
         var proto = BusProtocol.native
-        if let text = self.string(table, "protocol", k, required: false, expected: "\"native\"") {
+        if let text = self.string(table, "protocol", k, required: false,
+                                  expected: "\"native\", \"modbus\" or \"dlt645\"") {
             if let parsed = BusProtocol(rawValue: text) {
                 if DriverFactory.supported.contains(parsed) { proto = parsed } else {
                     self.problem("\(k).protocol", "\"\(text)\" is not supported by this build of metergw (supported: "
@@ -216,6 +230,21 @@ struct ConfigurationReader {
                 self.problem("\(k).retries", "expected an integer 0...10, found \(Self.describe(value))")
             }
         }
+        for key in Self.modbusKeys + Self.dlt645Keys where table[key] != nil {
+            let owner: BusProtocol = Self.modbusKeys.contains(key) ? .modbus : .dlt645
+            if owner != proto {
+                self.problem("\(k).\(key)", "\(key) is a setting of protocol = \"\(owner.rawValue)\" buses; this bus "
+                             + "is protocol = \"\(proto.rawValue)\": remove it or set the protocol")
+            }
+        }
+        var modbusMap: RegisterMap?
+        if proto == .modbus {
+            modbusMap = self.registerMap(table, key: k)
+        }
+        var dlt645: DLT645Driver.Options?
+        if proto == .dlt645 {
+            dlt645 = self.dlt645Options(table, key: k)
+        }
         var meters: MeterSelection?
         let discover = table["discover"]
         if let discover, discover.bool == nil {
@@ -223,15 +252,35 @@ struct ConfigurationReader {
         }
         switch (table["meters"], discover?.bool) {
         case (let list?, let d) where d != true:
-            meters = self.meterList(list, key: "\(k).meters")
+            switch proto {
+            case .native: meters = self.meterList(list, key: "\(k).meters")
+            case .modbus:
+                // A map that failed to load was reported already; the list is still checked.
+                let serialRegister = modbusMap.map { map in map.registers.contains { $0.reading == "serial" } } ?? true
+                meters = self.modbusMeterList(list, key: "\(k).meters", serialRegister: serialRegister)
+            case .dlt645:
+                if let (list, compatibility) = self.dlt645MeterList(list, key: "\(k).meters") {
+                    meters = list
+                    dlt645?.meterCompatibility = compatibility
+                }
+            }
         case (nil, true?):
             meters = .discover
+            if proto == .modbus, let map = modbusMap, !map.registers.contains(where: { $0.reading == "serial" }) {
+                self.problem("\(k).discover", "register map \(map.name) has no serial register, so meters found by "
+                             + "an address sweep have no name in the store: list them as meters = [\"1:SERIAL\", ...]")
+            }
         case (_?, true?):
             self.problem("\(k).discover", "give meters = [...] or discover = true, not both")
         default:
             if discover == nil || discover?.bool == false {
-                self.problem(k, "no meters: give meters = [1, 2, \"3:20251125\"] (bus addresses, or "
-                             + "ADDRESS:SERIAL) or discover = true")
+                let example = switch proto {
+                case .native: "meters = [1, 2, \"3:20251125\"] (bus addresses, or ADDRESS:SERIAL)"
+                case .modbus: "meters = [\"1:40001\", 2] (bus address:store serial; an address alone where the map "
+                    + "has a serial register)"
+                case .dlt645: "meters = [\"000020251125\"] (12-digit meter addresses)"
+                }
+                self.problem(k, "no meters: give \(example) or discover = true")
             }
         }
         if let name, !self.names.insert(name).inserted {
@@ -241,8 +290,238 @@ struct ConfigurationReader {
             self.problem(k, "\(device.path) is used by another bus: one bus per adapter")
         }
         guard let name, let device, let meters else { return nil }
+        if proto == .modbus && modbusMap == nil { return nil }
         return BusConfiguration(name: name, device: device, line: line, protocolName: proto, pollInterval: interval,
-                                timeout: timeout, retries: retries, meters: meters)
+                                timeout: timeout, retries: retries, meters: meters, modbusMap: modbusMap,
+                                dlt645: dlt645)
+    }
+
+    // MARK: Modbus and DL/T 645
+
+    /// `map`: a shipped map's name or a JSON map file (relative to the configuration's folder).
+    mutating func registerMap(_ table: TOMLTable, key k: String) -> RegisterMap? {
+        let names = RegisterMaps.builtInNames.map { "\"\($0)\"" }.joined(separator: ", ")
+        guard let text = self.string(table, "map", k, required: true,
+                                     expected: "a register map: one of \(names), or a JSON map file (docs/INTEROP.md)")
+        else { return nil }
+        let isName = RegisterMaps.builtInNames.contains(text)
+        let path = isName || text.hasPrefix("/") ? text : (self.folder as NSString).appendingPathComponent(text)
+        do {
+            return try RegisterMaps.load(path)
+        } catch {
+            if !isName && !FileManager.default.fileExists(atPath: path) {
+                self.problem("\(k).map", "no register map \"\(text)\": expected one of \(names) or the path of a JSON "
+                             + "map file (relative paths are from the configuration's folder; docs/INTEROP.md)")
+            } else {
+                self.problem("\(k).map", "\(error)")
+            }
+            return nil
+        }
+    }
+
+    /// `dlt645_password`, `dlt645_operator` (8 hex digits each), `dlt645_compat`, `utc_offset_hours`, `preamble`.
+    mutating func dlt645Options(_ table: TOMLTable, key k: String) -> DLT645Driver.Options {
+        var options = DLT645Driver.Options()
+        for (key, what) in [("dlt645_password", "password level then P0 P1 P2"), ("dlt645_operator", "C0 C1 C2 C3")] {
+            guard let text = self.string(table, key, k, required: false, expected: "8 hex digits (\(what))") else {
+                continue
+            }
+            guard let bytes = Self.hexBytes(text, count: 4) else {
+                self.problem("\(k).\(key)", "expected 8 hex digits (\(what)) such as \"02000000\", found \"\(text)\"")
+                continue
+            }
+            if key == "dlt645_password" { options.password = bytes } else { options.operatorCode = bytes }
+        }
+        if let value = table["dlt645_compat"] {
+            options.compatibility = self.compatibility(value, key: "\(k).dlt645_compat")
+        }
+        if let value = table["utc_offset_hours"] {
+            if let n = value.int, (-12...14).contains(n) { options.utcOffsetSeconds = n * 3600 } else {
+                self.problem("\(k).utc_offset_hours", "expected the meters' local time zone in whole hours east of "
+                             + "UTC, -12...14 (China: 8), found \(Self.describe(value))")
+            }
+        }
+        if let value = table["preamble"] {
+            if let n = value.int, (0...8).contains(n) { options.preamble = n } else {
+                self.problem("\(k).preamble", "expected the number of FE wake-up bytes before each request, 0...8 "
+                             + "(default 4), found \(Self.describe(value))")
+            }
+        }
+        return options
+    }
+
+    static func hexBytes(_ text: String, count: Int) -> [UInt8]? {
+        let chars = Array(text)
+        guard chars.count == 2 * count, chars.allSatisfy(\.isHexDigit) else { return nil }
+        return stride(from: 0, to: chars.count, by: 2).map { UInt8(String(chars[$0...($0 + 1)]), radix: 16)! }
+    }
+
+    /// A Modbus bus's meters: `"ADDRESS:SERIAL"` (the store's name for the meter), or an address alone where the
+    /// map has a `serial` register that names it.
+    mutating func modbusMeterList(_ value: any TOMLValueConvertible, key: String, serialRegister: Bool)
+        -> MeterSelection?
+    {
+        guard let array = value.array, !array.isEmpty else {
+            self.problem(key, "expected a non-empty list of \"ADDRESS:SERIAL\" strings (bus address 1...247, store "
+                         + "serial), found \(Self.describe(value))")
+            return nil
+        }
+        var meters: [MeterAddress] = []
+        var ok = true
+        for (i, item) in array.enumerated() {
+            var address: MeterAddress?
+            if let n = item.int, (1...247).contains(n) {
+                guard serialRegister else {
+                    self.problem("\(key)[\(i + 1)]", "Modbus meter \(n) needs the serial that names it in the store: "
+                                 + "the register map has no serial register, so write \"\(n):SERIAL\" (the serial "
+                                 + "you gave metergw meter add)")
+                    ok = false
+                    continue
+                }
+                address = .bus(UInt8(n))
+            } else if let text = item.string, let parsed = Self.addressAndSerial(text) {
+                address = .bus(parsed.0, serial: parsed.1)
+            }
+            guard let address else {
+                self.problem("\(key)[\(i + 1)]", "expected \"ADDRESS:SERIAL\" (bus address 1...247, store serial "
+                             + "1...4294967294)\(serialRegister ? " or a bus address" : ""), found "
+                             + Self.describe(item))
+                ok = false
+                continue
+            }
+            ok = self.checkUnique(address, in: meters, key: "\(key)[\(i + 1)]") && ok
+            meters.append(address)
+        }
+        return ok ? .list(meters) : nil
+    }
+
+    /// A DL/T 645 bus's meters: 12-digit addresses (the meter number, which is the store serial where it fits),
+    /// `"ADDRESS:SERIAL"`, or `{ address = "...", serial = 7, dlt645_compat = [...] }` for a meter whose
+    /// deviations differ from the bus's. Also the per-meter deviations, by address.
+    mutating func dlt645MeterList(_ value: any TOMLValueConvertible, key: String)
+        -> (MeterSelection, [String: DLT645Driver.Compatibility])?
+    {
+        guard let array = value.array, !array.isEmpty else {
+            self.problem(key, "expected a non-empty list of 12-digit meter addresses such as \"000020251125\", "
+                         + "found \(Self.describe(value))")
+            return nil
+        }
+        var meters: [MeterAddress] = []
+        var compatibility: [String: DLT645Driver.Compatibility] = [:]
+        var ok = true
+        for (i, item) in array.enumerated() {
+            let here = "\(key)[\(i + 1)]"
+            var text = item.string
+            var givenSerial: (any TOMLValueConvertible)?
+            if let table = item.table {
+                self.rejectUnknown(in: table, allowed: Self.dlt645MeterKeys, prefix: here + ".")
+                text = table["address"]?.string
+                givenSerial = table["serial"]
+                if let list = table["dlt645_compat"], let address = text {
+                    compatibility[address] = self.compatibility(list, key: here + ".dlt645_compat")
+                }
+                if text == nil {
+                    self.problem(here, "expected address = \"000020251125\" (a 12-digit meter address) in the table")
+                    ok = false
+                    continue
+                }
+            }
+            guard let text else {
+                self.problem(here, "expected a 12-digit meter address in quotes such as \"000020251125\" (leading "
+                             + "zeros count), found \(Self.describe(item))")
+                ok = false
+                continue
+            }
+            guard let meter = self.dlt645Meter(text, serial: givenSerial, key: here) else {
+                ok = false
+                continue
+            }
+            ok = self.checkUnique(meter, in: meters, key: here) && ok
+            meters.append(meter)
+        }
+        return ok ? (.list(meters), compatibility) : nil
+    }
+
+    static let dlt645MeterKeys = ["address", "serial", "dlt645_compat"]
+
+    /// One DL/T 645 meter: `ADDRESS` or `ADDRESS:SERIAL`, or an address with `serial` given apart.
+    mutating func dlt645Meter(_ text: String, serial given: (any TOMLValueConvertible)?, key here: String)
+        -> MeterAddress?
+    {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let station = parts[0]
+        guard parts.count <= 2, let address = DLT645Address(station), station.allSatisfy(\.isNumber) else {
+            self.problem(here, "expected a 12-digit meter address such as \"000020251125\" (or "
+                         + "\"ADDRESS:SERIAL\"), found \"\(text)\"")
+            return nil
+        }
+        if address.isBroadcast {
+            self.problem(here, "\(station) is the broadcast address: list each meter's own address")
+            return nil
+        }
+        var serial = StoreSerial.of(station: station)
+        if parts.count == 2 {
+            guard let s = UInt32(parts[1]), s >= 1, s < UInt32.max else {
+                self.problem(here, "expected a store serial 1...4294967294 after the colon, found \"\(parts[1])\"")
+                return nil
+            }
+            serial = s
+        }
+        if let given {
+            guard parts.count == 1, let n = given.int, (1...4_294_967_294).contains(n) else {
+                self.problem(here + ".serial", "expected a store serial 1...4294967294 (and no :SERIAL in the "
+                             + "address), found \(Self.describe(given))")
+                return nil
+            }
+            serial = UInt32(n)
+        }
+        guard let serial else {
+            self.problem(here, "meter \(station) is too large for a store serial (1...4294967294): write "
+                         + "\"\(station):SERIAL\" with the serial you gave metergw meter add")
+            return nil
+        }
+        return MeterAddress(serial: serial, station: station)
+    }
+
+    /// A list of deviation names (`dlt645_compat`); `[]` is a standard meter.
+    mutating func compatibility(_ value: any TOMLValueConvertible, key: String) -> DLT645Driver.Compatibility {
+        let known = DLT645Driver.Compatibility.names.map { "\"\($0.0)\"" }.joined(separator: ", ")
+        var result: DLT645Driver.Compatibility = []
+        let items: [any TOMLValueConvertible] = value.array.map { Array($0) } ?? [value]
+        for item in items {
+            if let text = item.string, !text.contains(","), let flag = DLT645Driver.Compatibility(names: text) {
+                result.insert(flag)
+            } else {
+                self.problem(key, "expected a list of \(known), found \(Self.describe(item))")
+            }
+        }
+        return result
+    }
+
+    /// "ADDRESS:SERIAL" with a bus address 1...247 and a store serial.
+    static func addressAndSerial(_ text: String) -> (UInt8, UInt32)? {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let a = UInt8(parts[0]), (1...247).contains(a), let s = UInt32(parts[1]), s > 0,
+              s < UInt32.max
+        else { return nil }
+        return (a, s)
+    }
+
+    /// No address and no serial twice on one bus.
+    mutating func checkUnique(_ meter: MeterAddress, in meters: [MeterAddress], key: String) -> Bool {
+        if let station = meter.station, meters.contains(where: { $0.station == station }) {
+            self.problem(key, "meter \(station) is listed twice")
+            return false
+        }
+        if let a = meter.busAddress, meters.contains(where: { $0.busAddress == a }) {
+            self.problem(key, "bus address \(a) is listed twice")
+            return false
+        }
+        if let s = meter.serial, meters.contains(where: { $0.serial == s }) {
+            self.problem(key, "store serial \(s) is listed twice: each meter needs its own")
+            return false
+        }
+        return true
     }
 
     mutating func meterList(_ value: any TOMLValueConvertible, key: String) -> MeterSelection? {

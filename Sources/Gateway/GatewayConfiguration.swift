@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MeterBus
+import ModbusProtocol
 import SerialPort
 import TOMLKit
 
@@ -19,6 +20,20 @@ import TOMLKit
 /// protocol = "native"
 /// poll_interval = "60s"
 /// meters = [1, 2, "3:20251125"]                                    # or discover = true
+///
+/// [[bus]]
+/// name = "din-rail"
+/// device = "/dev/metergw/B7C8D9"
+/// protocol = "modbus"
+/// map = "sdm630"                                                   # or a JSON map file
+/// meters = ["1:40001", "2:40002"]                                  # ADDRESS:SERIAL (the map has no serial register)
+///
+/// [[bus]]
+/// name = "utility"
+/// udev = "E1F2A3"
+/// line = "2400:8E1"
+/// protocol = "dlt645"
+/// meters = ["000020251125", "990000000001:7"]                      # the address is the serial where it fits
 /// ```
 public struct GatewayConfiguration: Sendable, Equatable {
     /// The billing store's SQLite file.
@@ -78,11 +93,19 @@ public struct BusConfiguration: Sendable, Equatable {
     /// The longest wait for an answer; nil: the session's calibrated default.
     public var timeout: Duration?
     public var retries: Int
+    /// Each meter's bus address or station address, with the serial that names it in the store (native: learned
+    /// from IDENTIFY when not given; Modbus: given, or read from the map's `serial` register; DL/T 645: the
+    /// address's number, or given).
     public var meters: MeterSelection
+    /// A Modbus bus's register map (`map`); nil on other buses.
+    public var modbusMap: RegisterMap?
+    /// A DL/T 645 bus's settings (`dlt645_password`, `dlt645_compat`, ...); nil on other buses.
+    public var dlt645: DLT645Driver.Options?
 
     public init(name: String, device: DeviceReference, line: LineSettings = LineSettings(baudRate: 9600,
                 parity: .even), protocolName: BusProtocol = .native, pollInterval: Duration = .seconds(60),
-                timeout: Duration? = nil, retries: Int = 2, meters: MeterSelection) {
+                timeout: Duration? = nil, retries: Int = 2, meters: MeterSelection, modbusMap: RegisterMap? = nil,
+                dlt645: DLT645Driver.Options? = nil) {
         self.name = name
         self.device = device
         self.line = line
@@ -91,6 +114,21 @@ public struct BusConfiguration: Sendable, Equatable {
         self.timeout = timeout
         self.retries = retries
         self.meters = meters
+        self.modbusMap = modbusMap
+        self.dlt645 = dlt645
+    }
+}
+
+/// How a meter of another protocol is named in the store, which keys meters by a 32-bit serial
+/// (docs/OPERATIONS.md "Modbus and DL/T 645 buses").
+public enum StoreSerial {
+    /// A DL/T 645 meter's address is its meter number: as a number, its serial, where it fits the store's
+    /// 1...4294967294 (`000020251125` is serial 20251125); nil for larger addresses, which need `ADDRESS:SERIAL`.
+    public static func of(station: String) -> UInt32? {
+        guard station.count == 12, station.allSatisfy(\.isNumber), let n = UInt64(station), n >= 1,
+              n <= 4_294_967_294
+        else { return nil }
+        return UInt32(n)
     }
 }
 

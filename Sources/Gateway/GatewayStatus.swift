@@ -50,6 +50,8 @@ public struct BusStatus: Codable, Sendable, Equatable {
 public struct MeterStatus: Codable, Sendable, Equatable {
     public var address: Int?
     public var serial: Int64?
+    /// A DL/T 645 meter's 12-digit address (it has no bus address).
+    public var station: String?
     /// Whether the store knows the meter (readings of unknown meters are not stored).
     public var registered: Bool
     public var lastReadingTime: Int64?
@@ -61,10 +63,13 @@ public struct MeterStatus: Codable, Sendable, Equatable {
     public var pendingCredit: Int
     public var failures: Int
     public var lastError: String?
+    /// Why queued remote credit cannot reach this meter (its protocol has no credit command); nil otherwise.
+    public var creditBlocked: String?
 
-    public init(address: Int?, serial: Int64?) {
+    public init(address: Int?, serial: Int64?, station: String? = nil) {
         self.address = address
         self.serial = serial
+        self.station = station
         self.registered = false
         self.alarms = []
         self.pendingCredit = 0

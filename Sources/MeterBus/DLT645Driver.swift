@@ -4,8 +4,9 @@ import MeterProtocol
 import Glibc
 #endif
 
-/// DL/T 645-2007 meters behind ``MeterDriver``: read data (0x11) for energy, power, voltage, current, clock and
-/// status words, relay control (0x1C), broadcast time (0x08), read address (0x13) and a wildcard search for scans.
+/// DL/T 645-2007 meters behind ``MeterDriver``: read data (0x11, with read follow-up 0x12 where an answer has the
+/// follow-up bit) for energy, power, voltage, current, clock and status words, write data (0x14) of the date and
+/// time, relay control (0x1C), broadcast time (0x08), read address (0x13) and a wildcard search for scans.
 ///
 /// Meters are named by their 12-digit address (``MeterAddress/station``). The standard is followed; meters that
 /// deviate from it get a per-meter ``Compatibility`` setting (docs/INTEROP.md).
@@ -36,10 +37,12 @@ public struct DLT645Driver: MeterDriver {
         }
     }
 
-    public struct Options: Sendable {
+    public struct Options: Sendable, Hashable {
         /// FE wake-up bytes before each request (meters commonly want 4, some none).
         public var preamble = 4
         public var compatibility: Compatibility = []
+        /// Meters whose deviations differ from ``compatibility`` (a bus of mixed meters), by 12-digit address.
+        public var meterCompatibility: [String: Compatibility] = [:]
         /// The password for relay control: level then 3 bytes (PA P0 P1 P2), as the meter was configured.
         public var password: [UInt8] = [0x02, 0x00, 0x00, 0x00]
         /// The operator code recorded by the meter (C0...C3).
@@ -70,12 +73,25 @@ public struct DLT645Driver: MeterDriver {
         return address
     }
 
-    /// The address as this meter puts it on the wire.
-    func wire(_ address: DLT645Address) -> DLT645Address {
-        self.options.compatibility.contains(.reversedAddress) ? DLT645Address(wire: address.bytes.reversed()) : address
+    /// The deviations of the meter at `address`: its own setting, else the bus's.
+    func compatibility(of address: DLT645Address) -> Compatibility {
+        self.options.meterCompatibility[address.description] ?? self.options.compatibility
     }
 
-    func fromWire(_ address: DLT645Address) -> DLT645Address { self.wire(address) }
+    /// The address as this meter puts it on the wire.
+    func wire(_ address: DLT645Address) -> DLT645Address {
+        self.compatibility(of: address).contains(.reversedAddress)
+            ? DLT645Address(wire: address.bytes.reversed()) : address
+    }
+
+    /// A meter's own address from the address on the wire: a meter with its own setting by that, others by the
+    /// bus's.
+    func fromWire(_ wire: DLT645Address) -> DLT645Address {
+        let reversed = DLT645Address(wire: wire.bytes.reversed())
+        if self.options.meterCompatibility[reversed.description]?.contains(.reversedAddress) == true { return reversed }
+        if let own = self.options.meterCompatibility[wire.description], !own.contains(.reversedAddress) { return wire }
+        return self.options.compatibility.contains(.reversedAddress) ? reversed : wire
+    }
 
     /// One request and its answer; an abnormal answer throws ``BusError/rejected(_:_:)``.
     func request(
@@ -84,15 +100,14 @@ public struct DLT645Driver: MeterDriver {
     ) throws(BusError) -> DLT645Frame {
         let function = frame.control & 0x1F
         let pattern = frame.address
-        let reversed = self.options.compatibility.contains(.reversedAddress)
+        let driver = self
         let raw = RawRequest(bytes: frame.encoded(preamble: self.options.preamble), label: "DL/T 645 \(label)",
                              framing: .dlt645) { received in
             guard case .dlt645(let answer) = received, answer.isResponse, answer.control & 0x1F == function else {
                 return .notAnswer
             }
             guard pattern.matches(answer.address) else {
-                let own = reversed ? DLT645Address(wire: answer.address.bytes.reversed()) : answer.address
-                return .wrongStation("DL/T 645 meter \(own)")
+                return .wrongStation("DL/T 645 meter \(driver.fromWire(answer.address))")
             }
             if !answer.isAbnormal, let accept, !accept(answer) { return .notAnswer }
             return .answer
@@ -129,12 +144,42 @@ public struct DLT645Driver: MeterDriver {
                                      timeout: timeout, retries: retries) { answer in
             DLT645Read.answer(answer)?.0 == di
         }
-        guard let (_, value) = DLT645Read.answer(reply) else {
+        guard let (_, first) = DLT645Read.answer(reply) else {
             throw .unexpectedPayload(.malformed("read answer without its data identifier"), Evidence(
                 target: .station(address.description), command: 0, sequence: 0, line: link.line, requestBytes: []))
         }
-        return Array(value)
+        var value = Array(first)
+        // The follow-up bit: the rest comes in read follow-up (0x12) answers, numbered from 1 (§7.3.2).
+        var more = reply.hasFollowUp
+        var sequence: UInt8 = 0
+        while more {
+            guard sequence < Self.maxFollowUps else {
+                throw .unexpectedPayload(.malformed("\(di) still announces more data after \(Self.maxFollowUps) "
+                                                    + "follow-up frames"), Evidence(
+                    target: .station(address.description), command: 0, sequence: 0, line: link.line,
+                    requestBytes: []))
+            }
+            sequence += 1
+            let seq = sequence
+            let next = try self.request(DLT645Read.followUpRequest(di, sequence: seq, to: self.wire(address)),
+                                        label: "read \(di) follow-up \(seq)", on: link, timeout: timeout,
+                                        retries: retries) { answer in
+                guard let (d, _, s) = DLT645Read.followUpAnswer(answer) else { return false }
+                return d == di && s == seq
+            }
+            guard let (_, part, _) = DLT645Read.followUpAnswer(next) else {
+                throw .unexpectedPayload(.malformed("follow-up answer without its data identifier"), Evidence(
+                    target: .station(address.description), command: 0, sequence: 0, line: link.line,
+                    requestBytes: []))
+            }
+            value += part
+            more = next.hasFollowUp
+        }
+        return value
     }
+
+    /// Follow-up frames one read may take (a load-profile block is a few dozen).
+    static let maxFollowUps: UInt8 = 200
 
     // MARK: MeterDriver
 
@@ -366,11 +411,26 @@ public struct DLT645Driver: MeterDriver {
         throw .unsupported(operation: "credit thresholds", protocolName: Self.protocolLabel)
     }
 
+    /// Write data (0x14) of the date (04000101) and the time (04000102) in the meter's local time, with the
+    /// configured password and operator code (§7.4); the clock is read before and after. The signer is not used.
     public func setClock(_ meter: MeterAddress, to time: UInt32, signer: some RequestSigner)
         throws(BusError) -> ClockOutcome
     {
-        throw .unsupported(operation: "setting one meter's clock without its programming password (use the broadcast: clock sync --all)",
-                           protocolName: Self.protocolLabel)
+        let address = try Self.address(of: meter)
+        let offset = self.options.utcOffsetSeconds
+        let t = CivilTime(unixSeconds: Int64(time) + Int64(offset))
+        return try self.session.withExclusiveAccess { link throws(BusError) in
+            let previous = try self.clock(address, on: link, utcOffsetSeconds: offset)
+            let writes: [(DataIdentifier, [UInt8], String)] = [(.date, DLT645Read.dateValue(t), "date"),
+                                                                 (.time, DLT645Read.timeValue(t), "time")]
+            for (di, value, name) in writes {
+                let frame = DLT645Read.write(di, value: value, password: self.options.password,
+                                             operatorCode: self.options.operatorCode, to: self.wire(address))
+                _ = try self.request(frame, label: "write \(name)", on: link)
+            }
+            let now = try self.clock(address, on: link, utcOffsetSeconds: offset)
+            return ClockOutcome(previous: previous ?? 0, new: now ?? time)
+        }
     }
 
     public func applyCredit(_ meter: MeterAddress, purchaseSequence: UInt32, units: UInt32, signer: some RequestSigner)

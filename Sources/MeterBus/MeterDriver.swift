@@ -143,6 +143,10 @@ public struct DriverCapabilities: OptionSet, Sendable, Hashable {
     public static let clock = DriverCapabilities(rawValue: 1 << 4)
     public static let thresholds = DriverCapabilities(rawValue: 1 << 5)
     public static let alarms = DriverCapabilities(rawValue: 1 << 6)
+    /// Commands carry a MAC the caller's ``RequestSigner`` computes over a counter read with
+    /// ``MeterDriver/readSequence(_:)`` (native); without it a driver ignores the signer (Modbus has no
+    /// authentication, DL/T 645 sends its configured password).
+    public static let signedCommands = DriverCapabilities(rawValue: 1 << 7)
 }
 
 /// Unit of registers, credit and thresholds.

@@ -23,7 +23,13 @@ public struct ModbusDriver: MeterDriver {
     public var protocolName: String { "modbus-rtu" }
 
     public var capabilities: DriverCapabilities {
-        self.entry("relay", in: .coil) != nil ? [.relay] : []
+        var capabilities: DriverCapabilities = []
+        if self.entry("relay", in: .coil) != nil { capabilities.insert(.relay) }
+        if self.writable("alarmThreshold") != nil && self.writable("cutoffThreshold") != nil {
+            capabilities.insert(.thresholds)
+        }
+        if self.writable("clock") != nil { capabilities.insert(.clock) }
+        return capabilities
     }
 
     // MARK: Raw access
@@ -122,8 +128,10 @@ public struct ModbusDriver: MeterDriver {
 
     // MARK: MeterDriver
 
+    /// The bus address; a serial alongside it names the meter in the store (the wire has none; a map with a
+    /// `serial` register lets ``identify(_:timeout:)`` report it).
     static func address(of meter: MeterAddress) throws(BusError) -> UInt8 {
-        guard let address = meter.busAddress, meter.serial == nil, meter.station == nil else {
+        guard let address = meter.busAddress, meter.station == nil else {
             throw .unsupported(operation: "addressing meters by serial number (use the bus address 1-247)",
                                protocolName: Self.protocolLabel)
         }
@@ -143,19 +151,92 @@ public struct ModbusDriver: MeterDriver {
                         objects.first { $0.id == id }.map { String(decoding: $0.value, as: UTF8.self) }
                     }
                     let model = [text(0), text(1)].compactMap { $0 }.joined(separator: " ")
-                    return Self.identity(address, model: model.isEmpty ? map.name : model, firmware: text(2) ?? "-")
+                    let serial = try Self.readSerial(map, address: address, on: link, timeout: timeout)
+                    return Self.identity(address, serial: serial, model: model.isEmpty ? map.name : model,
+                                         firmware: text(2) ?? "-")
                 }
             } catch .rejected {
                 // Most meters answer exception 1 or 2: then a read of the map's first register proves the meter.
+            }
+            if let serial = try Self.readSerial(map, address: address, on: link, timeout: timeout) {
+                return Self.identity(address, serial: serial, model: map.name, firmware: "-")
             }
             try Self.readFirst(map, address: address, on: link, timeout: timeout, retries: nil)
             return Self.identity(address, model: map.name, firmware: "-")
         }
     }
 
-    static func identity(_ address: UInt8, model: String, firmware: String) -> MeterIdentity {
-        MeterIdentity(address: .bus(address), kind: .electricity, model: model, firmware: firmware,
+    static func identity(_ address: UInt8, serial: UInt32? = nil, model: String, firmware: String) -> MeterIdentity {
+        MeterIdentity(address: .bus(address, serial: serial), kind: .electricity, model: model, firmware: firmware,
                       hardwareRevision: 0, protocolName: "modbus-rtu", keyRevision: nil, features: [])
+    }
+
+    /// The meter's serial number from the map's `serial` register; nil when the map has none.
+    static func readSerial(_ map: RegisterMap, address: UInt8, on link: BusLink, timeout: Duration?)
+        throws(BusError) -> UInt32?
+    {
+        guard let entry = map.registers.first(where: { $0.reading == "serial" }) else { return nil }
+        let value = try Self.readEntry(entry, address: address, on: link, timeout: timeout)
+        guard let serial = UInt32(exactly: value), serial > 0 else {
+            throw .unexpectedPayload(.malformed("serial register \(entry.name) holds \(value), not a serial "
+                                                + "1...4294967295"), Evidence(
+                target: .address(address), command: 0, sequence: 0, line: link.line, requestBytes: [],
+                label: "Modbus \(entry.name)"))
+        }
+        return serial
+    }
+
+    /// One map entry's value, read alone.
+    static func readEntry(_ entry: RegisterMap.Entry, address: UInt8, on link: BusLink, timeout: Duration? = nil)
+        throws(BusError) -> Int64
+    {
+        let response = try Self.request(Self.readRequest(entry.table, entry.address, entry.registerCount),
+                                        to: address, on: link, timeout: timeout, retries: nil)
+        let words: [UInt16]
+        switch response {
+        case .registers(let registers): words = registers
+        case .bits(let bits): words = [bits.first == true ? 1 : 0]
+        default: words = []
+        }
+        do throws(RegisterMap.Failure) {
+            return try RegisterMap.value(of: entry, registers: Array(words.prefix(Int(entry.registerCount))))
+        } catch {
+            throw .unexpectedPayload(.malformed(error.explanation), Evidence(
+                target: .address(address), command: 0, sequence: 0, line: link.line, requestBytes: [],
+                label: "Modbus \(entry.name)"))
+        }
+    }
+
+    /// Writes whole map entries (each `writable`) and reads each back: the meter's answer to a write only echoes
+    /// the address, so the read proves the value was kept. Entries that follow each other in the map go in one
+    /// request, so a meter checks related values (alarm above cutoff) together, not one against the old other.
+    static func write(_ values: [(RegisterMap.Entry, Int64)], address: UInt8, on link: BusLink) throws(BusError)
+        -> [Int64]
+    {
+        var runs: [(start: UInt16, words: [UInt16])] = []
+        for (entry, value) in values {
+            let words: [UInt16]
+            do throws(RegisterMap.Failure) {
+                words = try RegisterMap.registers(of: entry, value: value)
+            } catch {
+                throw .unsupported(operation: "the value \(value) in register \(entry.name) (\(error.explanation))",
+                                   protocolName: Self.protocolLabel)
+            }
+            if let last = runs.last, Int(last.start) + last.words.count == Int(entry.address) {
+                runs[runs.count - 1].words += words
+            } else {
+                runs.append((entry.address, words))
+            }
+        }
+        for run in runs {
+            let request: ModbusRequest = run.words.count == 1
+                ? .writeSingleRegister(address: run.start, value: run.words[0])
+                : .writeMultipleRegisters(address: run.start, values: run.words)
+            _ = try Self.request(request, to: address, on: link, timeout: nil, retries: nil)
+        }
+        var stored: [Int64] = []
+        for (entry, _) in values { stored.append(try Self.readEntry(entry, address: address, on: link)) }
+        return stored
     }
 
     static func readFirst(_ map: RegisterMap, address: UInt8, on link: BusLink, timeout: Duration?, retries: Int?)
@@ -183,11 +264,24 @@ public struct ModbusDriver: MeterDriver {
         try self.sweep(progress: progress)
     }
 
+    /// Reads every entry of the map. With a serial in `meter` and a `serial` register in the map, a meter that
+    /// reports another serial is not taken for it (a swapped meter): the read fails as the native protocol's does,
+    /// "a meter with serial N answers at that address instead".
     public func read(_ meter: MeterAddress) throws(BusError) -> MeterReading {
         let address = try Self.address(of: meter)
         let map = self.map
         let values = try self.session.withExclusiveAccess { link throws(BusError) in
-            try Self.readValues(map, address: address, on: link)
+            let values = try Self.readValues(map, address: address, on: link)
+            if let expected = meter.serial, let found = values.first(where: { $0.0.reading == "serial" })?.1,
+               found != Int64(expected)
+            {
+                let attempt = Evidence.Attempt(seen: .wrongAddress(address: address, serial: UInt32(clamping: found)),
+                                               timeout: .zero, chunks: [])
+                throw .noAnswer(Evidence(target: .address(address, serial: expected), command: 0, sequence: 0,
+                                         line: link.line, requestBytes: [], attempts: [attempt],
+                                         label: "Modbus read of map \(map.name)"))
+            }
+            return values
         }
         return Self.reading(map, values)
     }
@@ -288,7 +382,7 @@ public struct ModbusDriver: MeterDriver {
         reading.fields = fields
         // Values that are not already fields of the reading (voltage, current, frequency, export totals, ...).
         let fieldReadings: Set<String> = ["register", "demand", "credit", "clock", "relay", "lastAppliedSequence",
-                                          "alarmThreshold", "cutoffThreshold"]
+                                          "alarmThreshold", "cutoffThreshold", "serial"]
         reading.measurements = values.filter { !fieldReadings.contains($0.0.reading) }
             .map { Measurement(name: $0.0.name, value: $0.1, unit: $0.0.unit) }
         return reading
@@ -296,6 +390,11 @@ public struct ModbusDriver: MeterDriver {
 
     func entry(_ reading: String, in table: RegisterMap.Table) -> RegisterMap.Entry? {
         self.map.registers.first { $0.reading == reading && $0.table == table }
+    }
+
+    /// The holding register the map marks writable for `reading`.
+    func writable(_ reading: String) -> RegisterMap.Entry? {
+        self.map.registers.first { $0.reading == reading && $0.table == .holding && $0.writable == true }
     }
 
     public func setRelay(_ meter: MeterAddress, to position: RelayState, signer: some RequestSigner)
@@ -322,16 +421,36 @@ public struct ModbusDriver: MeterDriver {
         throw .unsupported(operation: "an event log", protocolName: Self.protocolLabel)
     }
 
+    /// Writes the map's writable `alarmThreshold` and `cutoffThreshold` holding registers (no authentication).
     public func setThresholds(_ meter: MeterAddress, alarm: UInt32, cutoff: UInt32, signer: some RequestSigner)
         throws(BusError) -> ThresholdsOutcome
     {
-        throw .unsupported(operation: "credit thresholds", protocolName: Self.protocolLabel)
+        let address = try Self.address(of: meter)
+        guard let alarmEntry = self.writable("alarmThreshold"), let cutoffEntry = self.writable("cutoffThreshold")
+        else {
+            throw .unsupported(operation: "credit thresholds in register map \(self.map.name) (no writable "
+                               + "alarmThreshold and cutoffThreshold registers)", protocolName: Self.protocolLabel)
+        }
+        let stored = try self.session.withExclusiveAccess { link throws(BusError) in
+            try Self.write([(alarmEntry, Int64(alarm)), (cutoffEntry, Int64(cutoff))], address: address, on: link)
+        }
+        return ThresholdsOutcome(alarm: UInt32(clamping: stored[0]), cutoff: UInt32(clamping: stored[1]))
     }
 
+    /// Writes the map's writable `clock` holding register (Unix seconds), after reading the old value.
     public func setClock(_ meter: MeterAddress, to time: UInt32, signer: some RequestSigner)
         throws(BusError) -> ClockOutcome
     {
-        throw .unsupported(operation: "clock setting", protocolName: Self.protocolLabel)
+        let address = try Self.address(of: meter)
+        guard let entry = self.writable("clock") else {
+            throw .unsupported(operation: "clock setting in register map \(self.map.name) (no writable clock "
+                               + "register)", protocolName: Self.protocolLabel)
+        }
+        return try self.session.withExclusiveAccess { link throws(BusError) in
+            let previous = try Self.readEntry(entry, address: address, on: link)
+            let stored = try Self.write([(entry, Int64(time))], address: address, on: link)
+            return ClockOutcome(previous: UInt32(clamping: previous), new: UInt32(clamping: stored[0]))
+        }
     }
 
     public func applyCredit(_ meter: MeterAddress, purchaseSequence: UInt32, units: UInt32, signer: some RequestSigner)

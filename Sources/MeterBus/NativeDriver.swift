@@ -17,7 +17,7 @@ public struct NativeDriver: MeterDriver {
     public var protocolName: String { "native v\(Frame.currentVersion)" }
 
     public var capabilities: DriverCapabilities {
-        [.discovery, .credit, .relay, .events, .clock, .thresholds, .alarms]
+        [.discovery, .credit, .relay, .events, .clock, .thresholds, .alarms, .signedCommands]
     }
 
     /// The session target for a meter address: by address (and serial, if known) or by serial alone.

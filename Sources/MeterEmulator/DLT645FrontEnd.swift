@@ -4,13 +4,16 @@ import Prepaid
 
 /// A prepaid meter seen as a DL/T 645-2007 meter (docs/EMULATOR.md "DL/T 645 mode"): its 12-digit address is its
 /// serial, zero-padded (serial 123456 is meter 000000123456); read data answers the DI table below from the
-/// meter's state; relay control (0x1C) checks the password; broadcast time (0x08) sets the clock by the meter's
-/// rules; frames for other addresses get no answer, as the standard says.
+/// meter's state; relay control (0x1C) and write data (0x14) of the date and time check the password; broadcast
+/// time (0x08) sets the clock by the meter's rules; frames for other addresses get no answer, as the standard says.
 public struct DLT645FrontEnd: Sendable {
     /// PA P0 P1 P2 that relay control needs.
     public var password: [UInt8] = [0x02, 0x00, 0x00, 0x00]
     /// The meters' local time, seconds east of UTC (China: 28800).
     public var utcOffsetSeconds = 28_800
+    /// The most value bytes one answer carries (the standard allows up to 200 data bytes); a longer value is sent
+    /// in parts: the first with the follow-up bit, the rest on read follow-up (0x12) with SEQ 1, 2, ...
+    public var maxValueBytes = 200
 
     public init() {}
 
@@ -40,7 +43,22 @@ public struct DLT645FrontEnd: Sendable {
             guard let value = self.value(di, meter: meter, own: own, now: now) else {
                 return (abnormal(.noDataRequested), false)
             }
-            return (normal(di.bytes + value), false)
+            let part = Array(value.prefix(self.maxValueBytes))
+            return (DLT645Frame.response(to: request, from: own, data: di.bytes + part,
+                                         followUp: value.count > part.count), false)
+        case .readFollowUp:
+            guard request.data.count == 5, let di = DataIdentifier(wire: request.data[...]), request.data[4] >= 1 else {
+                return (abnormal(.other), false)
+            }
+            let seq = request.data[4]
+            guard let value = self.value(di, meter: meter, own: own, now: now) else {
+                return (abnormal(.noDataRequested), false)
+            }
+            let start = Int(seq) * self.maxValueBytes
+            guard start < value.count else { return (abnormal(.noDataRequested), false) }
+            let end = min(value.count, start + self.maxValueBytes)
+            return (DLT645Frame.response(to: request, from: own, data: di.bytes + value[start..<end] + [seq],
+                                         followUp: end < value.count), false)
         case .relayControl:
             guard request.data.count >= 16 else { return (abnormal(.other), false) }
             guard Array(request.data[0..<4]) == self.password else { return (abnormal(.unauthorized), false) }
@@ -51,6 +69,33 @@ public struct DLT645FrontEnd: Sendable {
             default: return (abnormal(.other), false)
             }
             if case .failure = meter.state.meter.setRelay(target, now: now) { return (abnormal(.other), false) }
+            return (normal([]), true)
+        case .writeData:
+            // DI, password, operator code, value (§7.4). Only the clock is writable here.
+            guard request.data.count >= 12, let di = DataIdentifier(wire: request.data[...]) else {
+                return (abnormal(.other), false)
+            }
+            guard Array(request.data[4..<8]) == self.password else { return (abnormal(.unauthorized), false) }
+            let value = Array(request.data[12...])
+            let local = CivilTime(unixSeconds: Int64(meter.state.meter.meterTime(now: now))
+                                  + Int64(self.utcOffsetSeconds))
+            let digits = value.map { $0 >> 4 <= 9 && $0 & 0x0F <= 9 ? Int($0 >> 4) * 10 + Int($0 & 0x0F) : -1 }
+            var t = (local.year, local.month, local.day, local.hour, local.minute, local.second)
+            switch di {
+            case .date where value.count == 4:
+                (t.2, t.1, t.0) = (digits[1], digits[2], 2000 + digits[3])
+            case .time where value.count == 3:
+                (t.5, t.4, t.3) = (digits[0], digits[1], digits[2])
+            case .date, .time:
+                return (abnormal(.other), false)
+            default:
+                return (abnormal(.unauthorized), false)
+            }
+            guard !digits.contains(-1), (1...12).contains(t.1), (1...31).contains(t.2), t.3 < 24, t.4 < 60, t.5 < 60
+            else { return (abnormal(.other), false) }
+            let unix = CivilTime.unixSeconds(year: t.0, month: t.1, day: t.2, hour: t.3, minute: t.4, second: t.5)
+                - Int64(self.utcOffsetSeconds)
+            meter.state.meter.setClock(UInt32(clamping: unix), now: now)
             return (normal([]), true)
         case .freeze:
             return (normal([]), false)
@@ -83,8 +128,7 @@ public struct DLT645FrontEnd: Sendable {
         case .totalActivePower: return bcd(demand * 10, .power)
         case .date, .time:
             let t = CivilTime(unixSeconds: Int64(m.meterTime(now: now)) + Int64(self.utcOffsetSeconds))
-            let pairs = di == .date ? [t.weekday, t.day, t.month, t.year % 100] : [t.second, t.minute, t.hour]
-            return pairs.map { UInt8($0 / 10) << 4 | UInt8($0 % 10) }
+            return di == .date ? DLT645Read.dateValue(t) : DLT645Read.timeValue(t)
         case .statusWord(1), .statusWord(2), .statusWord(4), .statusWord(5), .statusWord(6), .statusWord(7):
             return [0x00, 0x00]
         case .statusWord(3):

@@ -90,6 +90,7 @@ public struct ModbusFrontEnd: Sendable {
         case "alarmThreshold": return Int64(m.alarmThresholdUnits)
         case "cutoffThreshold": return Int64(m.cutoffThresholdUnits)
         case "alarms": return Int64(m.alarms.rawValue)
+        case "serial": return Int64(m.serial)
         // A 230 V single-phase supply: current from demand; per-unit scaling to the entry's unit.
         case "voltage": return Self.scale(2_300, from: "dV", to: entry.unit)
         case "current": return Self.scale(demand * 10_000 / 2_300, from: "mA", to: entry.unit)

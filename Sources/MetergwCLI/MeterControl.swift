@@ -82,9 +82,13 @@ struct Relay: ParsableCommand {
 struct ThresholdsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "thresholds",
-        abstract: "Set a meter's low-credit alarm and cutoff thresholds (in Wh or L); signed with the key file.")
+        abstract: "Set a meter's low-credit alarm and cutoff thresholds (in Wh or L); signed with the key file.",
+        discussion: "Modbus meters take them where the register map marks alarmThreshold and cutoffThreshold "
+            + "writable (mgwpm1; no authentication, no keys); DL/T 645 has no such command.")
 
     @OptionGroup var options: SignedCommandOptions
+
+    @OptionGroup var wire: ProtocolOptions
 
     @Option(help: "Credit at which the meter warns (beeps), in the meter's unit.")
     var alarm: UInt32
@@ -97,8 +101,21 @@ struct ThresholdsCommand: ParsableCommand {
     }
 
     func run() throws {
-        let outcome = try self.options.run { driver, signer throws(BusError) in
-            try driver.setThresholds(self.options.meter.address, alarm: self.alarm, cutoff: self.cutoff, signer: signer)
+        let outcome: ThresholdsOutcome
+        if self.wire.wire == .native {
+            outcome = try self.options.run { driver, signer throws(BusError) in
+                try driver.setThresholds(self.options.meter.address, alarm: self.alarm, cutoff: self.cutoff,
+                                         signer: signer)
+            }
+        } else {
+            // The driver says whether the meter's map (or protocol) has writable thresholds: a typed error if not.
+            let meter = try self.wire.meter(self.options.meter)
+            let session = try self.options.bus.session()
+            defer { session.close() }
+            let driver = try self.wire.driver(session)
+            outcome = try BusFailure.map { () throws(BusError) in
+                try driver.setThresholds(meter, alarm: self.alarm, cutoff: self.cutoff, signer: UnsignedRequests())
+            }
         }
         if self.options.bus.json {
             Output.line(JSONValue.object([("alarm", .uint(UInt64(outcome.alarm))),
@@ -120,7 +137,9 @@ struct Clock: ParsableCommand {
             abstract: "Set one meter's clock (signed), or broadcast the time to every meter (--all).",
             discussion: """
                 --all broadcasts BROADCAST_TIME: no keys, no answers; each meter adopts it only if it is within \
-                300 s of its own clock and at most once a day (docs/PROTOCOL.md §4.2). Larger errors need --meter.
+                300 s of its own clock and at most once a day (docs/PROTOCOL.md §4.2). Larger errors need --meter. \
+                DL/T 645: --meter writes the date and time (write data 0x14) with --dlt645-password, in the \
+                meter's local time (--utc-offset-hours).
                 """)
 
         @OptionGroup var bus: BusOptions

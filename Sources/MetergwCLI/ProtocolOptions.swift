@@ -19,7 +19,7 @@ struct ProtocolOptions: ParsableArguments {
     @Option(help: "DL/T 645 meters that deviate from the standard: reversed-address (address high byte first).")
     var dlt645Compat: String?
 
-    @Option(help: "DL/T 645 password for relay control, 8 hex digits PA P0 P1 P2 (level first).")
+    @Option(help: "DL/T 645 password for relay control and clock setting, 8 hex digits PA P0 P1 P2 (level first).")
     var dlt645Password: String = "02000000"
 
     @Option(help: "DL/T 645 meters' local time, hours east of UTC (their clocks carry no zone).")

@@ -60,6 +60,8 @@ struct RemoteTopup {
             case .answerLost(_, _, let cause):
                 throw CLIError(CLIError(bus: cause).status, error.description.replacingOccurrences(
                     of: "the next delivery reads", with: "run the same command again: it reads"))
+            case .noRemoteCredit:
+                throw CLIError(.usage, error.description)
             }
         }
         let sent = outcome.sent.map { ($0.purchase, $0.applied) }

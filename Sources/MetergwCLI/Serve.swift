@@ -48,9 +48,11 @@ struct Serve: ParsableCommand {
                 case .discover: meters = "meters by discovery"
                 case .list(let list): meters = "\(list.count) meter(s)"
                 }
-                Output.line("  \(bus.name): \(bus.device), \(bus.line), \(bus.protocolName.rawValue), every "
-                            + "\(bus.pollInterval), \(meters)")
+                var proto = bus.protocolName.rawValue
+                if let map = bus.modbusMap { proto += " (map \(map.name))" }
+                Output.line("  \(bus.name): \(bus.device), \(bus.line), \(proto), every \(bus.pollInterval), \(meters)")
             }
+            Self.warnAboutRemoteCredit(configuration, path: self.config)
             return
         }
         let level = self.logLevel.flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? configuration.logLevel
@@ -111,6 +113,25 @@ struct Serve: ParsableCommand {
             }
         }
         if let failure { throw CLIError(.failure, "gateway stopped on an error: \(failure)") }
+    }
+
+    /// Queued remote purchases for meters on buses without remote credit, where the store already exists (the
+    /// check never creates or migrates it).
+    static func warnAboutRemoteCredit(_ configuration: GatewayConfiguration, path: String) {
+        guard configuration.buses.contains(where: { !$0.protocolName.hasRemoteCredit }),
+              FileManager.default.fileExists(atPath: configuration.store)
+        else { return }
+        let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+        do throws(StoreError) {
+            let store = try BillingDatabase.open(path: configuration.store, migrate: false)
+            let warnings = try configuration.remoteCreditWarnings(store: store, text: text)
+            for issue in warnings {
+                Output.line("\(path)\(issue.line.map { ":\($0)" } ?? ""): warning: \(issue.key): \(issue.message)")
+            }
+        } catch {
+            Output.line("\(path): warning: queued remote credit not checked: the store \(configuration.store) "
+                        + "cannot be read (\(error.explanation))")
+        }
     }
 
     /// `[central]`: the outbox's sync to the central store, as this gateway's login.

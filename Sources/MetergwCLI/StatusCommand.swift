@@ -74,7 +74,9 @@ enum StatusTable {
                 } else {
                     reading = m.lastError == nil ? "none yet" : "failing"
                 }
-                var row: [String] = [m.address.map(String.init) ?? "-", m.serial.map(String.init) ?? "?", reading]
+                // DL/T 645 meters have no bus address: their 12-digit address stands in the column.
+                let address = m.station ?? m.address.map(String.init) ?? "-"
+                var row: [String] = [address, m.serial.map(String.init) ?? "?", reading]
                 row.append(m.register.map { Units.text($0, unit) } ?? "-")
                 row.append(m.credit.map { Units.text($0, unit) } ?? "-")
                 row.append(m.relay ?? "-")
@@ -84,6 +86,11 @@ enum StatusTable {
                 meterRows.append(row)
             }
             out += Self.table(meterRows)
+            for m in b.meters {
+                guard let reason = m.creditBlocked else { continue }
+                let name = m.station ?? m.address.map { "meter \($0)" } ?? "serial \(m.serial ?? 0)"
+                out += "  \(name): \(m.pendingCredit) remote purchase(s) stay queued: \(reason)\n"
+            }
         }
         return out.hasSuffix("\n") ? String(out.dropLast()) : out
     }

@@ -30,4 +30,14 @@ extension PrepaidMeter {
         self.updateSupply(now: now)
         return .success(Thresholds(alarmUnits: alarm, cutoffUnits: cutoff))
     }
+
+    /// Sets the clock (DL/T 645 write data of date and time with its password): unlike a broadcast, any
+    /// correction, as SET_CLOCK. Answers the clock before.
+    @discardableResult
+    public mutating func setClock(_ time: UInt32, now: UInt32) -> UInt32 {
+        let previous = self.meterTime(now: now)
+        self.clockOffsetSeconds = Int64(time) - Int64(now)
+        self.log(.clockSet, Int64(time) - Int64(previous), now: now)
+        return previous
+    }
 }

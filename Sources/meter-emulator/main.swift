@@ -43,7 +43,7 @@ struct Run: ParsableCommand {
     @Option(help: "Keep every device's state in this file, saved atomically; a restart continues from it.")
     var state: String?
 
-    @Option(help: "Consumption runs this many times faster than real time (86400: a day per second).")
+    @Option(help: "Consumption runs this many times faster than real time (86400: a day per second; 0: none, registers stand still).")
     var speed: Int = 1
 
     @Flag(help: "Send replies at line speed, one character time per byte.")
@@ -73,12 +73,16 @@ struct Run: ParsableCommand {
     @Option(help: "DL/T 645 meters' local time, hours east of UTC.")
     var utcOffsetHours: Int = 8
 
+    @Option(help: "DL/T 645: the most value bytes one answer carries; longer values continue in read follow-up (0x12) answers.")
+    var dlt645FrameBytes: Int = 200
+
     enum WireProtocol: String, ExpressibleByArgument, CaseIterable { case native, modbus, dlt645 }
 
     func validate() throws {
         guard (1...247).contains(self.meters) else { throw ValidationError("--meters must be 1...247") }
-        guard self.speed >= 1 else { throw ValidationError("--speed must be at least 1") }
+        guard self.speed >= 0 else { throw ValidationError("--speed must be 0 (no consumption) or more") }
         guard (-12...14).contains(self.utcOffsetHours) else { throw ValidationError("--utc-offset-hours is -12...14") }
+        guard (1...200).contains(self.dlt645FrameBytes) else { throw ValidationError("--dlt645-frame-bytes is 1...200") }
         if let faults { do { _ = try FaultPlan(parsing: faults) } catch { throw ValidationError("\(error)") } }
         do { _ = try LineSettings(parsing: self.line) } catch { throw ValidationError("\(error)") }
     }
@@ -109,6 +113,7 @@ struct Run: ParsableCommand {
         case .dlt645:
             var frontEnd = DLT645FrontEnd()
             frontEnd.utcOffsetSeconds = self.utcOffsetHours * 3600
+            frontEnd.maxValueBytes = self.dlt645FrameBytes
             options.wire = .dlt645(frontEnd)
         }
         let emulator: Emulator

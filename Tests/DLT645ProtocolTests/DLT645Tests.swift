@@ -87,6 +87,45 @@ import Testing
         #expect(bytewise == frames)
     }
 
+    /// Read follow-up (0x12): the DI and SEQ out; the answer's data ends with SEQ, and its follow-up bit says
+    /// whether more comes (§7.3.2).
+    @Test func followUpFramesCarryTheirSequenceNumber() throws {
+        let address = try #require(DLT645Address("000000123456"))
+        let request = DLT645Read.followUpRequest(.forwardActiveTotal, sequence: 2, to: address)
+        let bytes = request.encoded(preamble: 0)
+        #expect(bytes[8] == 0x12 && bytes[9] == 5)
+        #expect(Array(bytes[10..<15]) == [0x33, 0x33, 0x34, 0x33, 0x35])
+        let last = DLT645Frame.response(to: request, from: address,
+                                        data: DataIdentifier.forwardActiveTotal.bytes + [0x45, 0x23, 0x02])
+        #expect(last.control == 0x92 && !last.hasFollowUp)
+        let decoded = try #require(DLT645Decoder.decodeAll(last.encoded()).compactMap { item -> DLT645Frame? in
+            if case .frame(let f, _) = item { f } else { nil }
+        }.first)
+        let (di, value, seq) = try #require(DLT645Read.followUpAnswer(decoded))
+        #expect(di == .forwardActiveTotal && Array(value) == [0x45, 0x23] && seq == 2)
+        let more = DLT645Frame.response(to: request, from: address, data: DataIdentifier.forwardActiveTotal.bytes + [2],
+                                        followUp: true)
+        #expect(more.control == 0xB2 && more.hasFollowUp && DLT645Read.followUpAnswer(more)?.1.isEmpty == true)
+        // A read answer is not a follow-up answer.
+        #expect(DLT645Read.followUpAnswer(DLT645Frame.response(
+            to: DLT645Read.request(.time, to: address), from: address, data: DataIdentifier.time.bytes + [1, 2, 3])) == nil)
+    }
+
+    /// Write data (0x14): DI, password, operator code, then the value; 2026-11-25 (Wednesday) 20:45:07.
+    @Test func writeDataOfTheDateAndTimeIsBCDAfterThePassword() throws {
+        let address = try #require(DLT645Address("000000123456"))
+        let t = CivilTime(unixSeconds: CivilTime.unixSeconds(year: 2026, month: 11, day: 25, hour: 20, minute: 45,
+                                                             second: 7))
+        #expect(DLT645Read.dateValue(t) == [0x03, 0x25, 0x11, 0x26] && DLT645Read.timeValue(t) == [0x07, 0x45, 0x20])
+        let frame = DLT645Read.write(.time, value: DLT645Read.timeValue(t), password: [0x02, 0x11, 0x22, 0x33],
+                                     operatorCode: [0xC0, 0xC1, 0xC2, 0xC3], to: address)
+        #expect(frame.function == .writeData)
+        #expect(frame.data == DataIdentifier.time.bytes + [0x02, 0x11, 0x22, 0x33, 0xC0, 0xC1, 0xC2, 0xC3, 0x07, 0x45,
+                                                           0x20])
+        let bytes = frame.encoded(preamble: 0)
+        #expect(bytes[8] == 0x14 && bytes[9] == 15 && bytes[14] == 0x02 &+ 0x33)
+    }
+
     @Test func broadcastTimeIsBCDToTheBroadcastAddress() {
         let frame = DLT645Read.broadcastTime(year: 2026, month: 11, day: 25, hour: 8, minute: 30, second: 5)
         #expect(frame.address.isBroadcast && frame.control == 0x08)

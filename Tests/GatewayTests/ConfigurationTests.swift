@@ -91,12 +91,13 @@ import Testing
         #expect(find("bus[1].retries")?.message.contains("expected an integer 0...10, found the string \"2\"") == true)
         #expect(find("bus[1].meters[2]")?.line == 9)
         #expect(find("bus[2].name")?.line == 12)
-        #expect(find("bus[2].protocol")?.line == 13)
-        #expect(find("bus[2].protocol")?.message.contains("\"modbus\" is not supported by this build") == true)
+        #expect(find("bus[2].protocol") == nil)
         #expect(find("bus[2].line")?.line == 14)
-        // The second bus has no device: reported at its table's header.
-        #expect(find("bus[2]")?.line == 11)
-        #expect(find("bus[2]")?.message.contains("missing device") == true)
+        // The second bus has no device, and as a Modbus bus no register map: reported at its table's header.
+        let header = issues.filter { $0.key == "bus[2]" }
+        #expect(header.allSatisfy { $0.line == 11 } && header.count == 2)
+        #expect(header.contains { $0.message.contains("missing device") })
+        #expect(header.contains { $0.message.contains("missing map: expected a register map: one of \"dds238\"") })
         #expect(issues.count == 8, "\(issues)")
         // Sorted by line, as --check prints them.
         #expect(issues.map { $0.line ?? 0 } == issues.map { $0.line ?? 0 }.sorted())
@@ -133,7 +134,7 @@ import Testing
         let (status, out, err) = try metergw(["serve", "--config", path, "--check"])
         #expect(status == 78, "\(out) \(err)")
         #expect(err.contains("\(path):2: log_level: expected one of"))
-        #expect(err.contains("\(path):6: bus[1].protocol: \"dlt645\" is not supported by this build"))
+        #expect(err.contains("\(path):7: bus[1].meters[1]: expected a 12-digit meter address in quotes"))
         #expect(err.contains("\(path):8: bus[1].colour: unknown key"))
         #expect(err.contains("3 problem(s) in \(path)"))
 

@@ -57,7 +57,19 @@ import Testing
         let driver = ModbusDriver(session: bus.session, map: try RegisterMaps.load("mgwpm1"))
         let identity = try driver.identify(.bus(2))
         #expect(identity.model == "metergw MGW-PM1 emulated" && identity.firmware == "1.4.0")
-        #expect(identity.address == .bus(2))
+        // mgwpm1 has a serial register: the identity carries the meter's serial, and a read for another serial
+        // at that address (a swapped meter) is refused as the native protocol refuses it.
+        #expect(identity.address == .bus(2, serial: 12))
+        #expect(try driver.read(.bus(2, serial: 12)).register == 1_234_570)
+        do {
+            _ = try driver.read(.bus(2, serial: 13))
+            Issue.record("a meter with another serial was read")
+        } catch .noAnswer(let evidence) {
+            #expect(BusError.noAnswer(evidence).description.contains("a meter with serial 12 answers at that address "
+                                                                     + "instead"))
+        } catch {
+            Issue.record("\(error)")
+        }
         let reading = try driver.read(.bus(2))
         #expect(reading.register == 1_234_570 && reading.credit == 50_000 && reading.relay == .closed)
         #expect(reading.alarmThreshold == 10_000 && reading.cutoffThreshold == 2_000)
@@ -76,6 +88,35 @@ import Testing
         #expect(try driver.read(.bus(3)).alarmThreshold == 20_000)
         let statistics = bus.session.statistics
         #expect(statistics.bus.failed == 0 && statistics.bus.requests >= 8)
+    }
+
+    @Test func modbusWritesTheThresholdsAMapMarksWritableAndRefusesTheRest() throws {
+        let bus = try Bus(["--protocol", "modbus", "--map", "mgwpm1"], config: Self.config(serials: [11]))
+        let driver = ModbusDriver(session: bus.session, map: try RegisterMaps.load("mgwpm1"))
+        #expect(driver.capabilities == [.relay, .thresholds])
+        let outcome = try driver.setThresholds(.bus(1, serial: 11), alarm: 30_000, cutoff: 4_000, signer: Self.signer)
+        #expect(outcome == ThresholdsOutcome(alarm: 30_000, cutoff: 4_000))
+        let reading = try driver.read(.bus(1))
+        #expect(reading.alarmThreshold == 30_000 && reading.cutoffThreshold == 4_000)
+        // The meter's own rule (alarm not below cutoff) answers exception 3, a typed refusal.
+        do {
+            _ = try driver.setThresholds(.bus(1), alarm: 1_000, cutoff: 4_000, signer: Self.signer)
+            Issue.record("an alarm below the cutoff was accepted")
+        } catch .rejected(let rejection, _) {
+            #expect(rejection.code == 3)
+        } catch {
+            Issue.record("\(error)")
+        }
+        // mgwpm1's clock is read-only; SDM630 has no thresholds at all: refused before anything is sent.
+        let before = bus.session.statistics.bus.requests
+        #expect(throws: BusError.unsupported(operation: "clock setting in register map mgwpm1 (no writable clock "
+                                             + "register)", protocolName: "Modbus RTU")) {
+            try driver.setClock(.bus(1), to: 1_800_000_000, signer: Self.signer)
+        }
+        let sdm = ModbusDriver(session: bus.session, map: try RegisterMaps.load("sdm630"))
+        #expect(sdm.capabilities.isEmpty)
+        #expect(throws: BusError.self) { try sdm.setThresholds(.bus(1), alarm: 1, cutoff: 0, signer: Self.signer) }
+        #expect(bus.session.statistics.bus.requests == before)
     }
 
     @Test func modbusExceptionsAndMissingOperationsAreTypedErrors() throws {
@@ -179,6 +220,63 @@ import Testing
         #expect(throws: BusError.unsupported(operation: "remote credit", protocolName: "DL/T 645-2007")) {
             try driver.applyCredit(meter, purchaseSequence: 1, units: 1, signer: Self.signer)
         }
+    }
+
+    @Test func dlt645SetsOneMetersClockWithWriteDataAndItsPassword() throws {
+        let config = Self.config(serials: [12_345_678]).replacingOccurrences(
+            of: "\"peakDemand\":0", with: "\"peakDemand\":0,\"clockOffsetSeconds\":7200")
+        let bus = try Bus(["--protocol", "dlt645"], config: config)
+        let driver = DLT645Driver(session: bus.session)
+        let meter = MeterAddress(serial: 12_345_678, station: "000012345678")
+        let now = UInt32(Date().timeIntervalSince1970)
+        #expect(driver.capabilities.contains(.clock) && !driver.capabilities.contains(.signedCommands))
+        let outcome = try driver.setClock(meter, to: now, signer: Self.signer)
+        #expect((7_190...7_260).contains(Int64(outcome.previous) - Int64(now)), "\(outcome)")
+        #expect(abs(Int64(outcome.new) - Int64(now)) < 30)
+        #expect(abs(Int64(try driver.read(meter).meterTime) - Int64(now)) < 30)
+        // A wrong password: "unauthorized", and the clock stays.
+        var options = DLT645Driver.Options()
+        options.password = [0x02, 0x99, 0x99, 0x99]
+        do {
+            _ = try DLT645Driver(session: bus.session, options: options).setClock(meter, to: now + 5_000,
+                                                                                  signer: Self.signer)
+            Issue.record("a wrong password set the clock")
+        } catch .rejected(let rejection, _) {
+            #expect(rejection.code == 0x04)
+        } catch {
+            Issue.record("\(error)")
+        }
+        #expect(abs(Int64(try driver.read(meter).meterTime) - Int64(now)) < 30)
+    }
+
+    /// A bus of meters that send their address high byte first, with one standard meter among them: that meter's
+    /// own setting wins, the others keep the bus's (the emulator is standard, so the bus's setting finds no one).
+    @Test func dlt645PerMeterCompatibilityOverridesTheBus() throws {
+        let bus = try Bus(["--protocol", "dlt645"], config: Self.config(serials: [12_345_678, 12_345_679]))
+        var options = DLT645Driver.Options()
+        options.compatibility = .reversedAddress
+        options.meterCompatibility = ["000012345678": []]
+        let driver = DLT645Driver(session: bus.session, options: options)
+        #expect(try driver.read(.station("000012345678")).register == 1_234_560)
+        #expect(throws: BusError.self) { try driver.read(.station("000012345679")) }
+        #expect(driver.fromWire(DLT645Address("000012345678")!) == DLT645Address("000012345678")!)
+        #expect(driver.fromWire(DLT645Address("795634120000")!) == DLT645Address("000012345679")!)
+    }
+
+    @Test func dlt645ReadsDataThatComesInFollowUpFrames() throws {
+        // Two value bytes per answer: a 4-byte energy total takes the first answer and one follow-up (0x12).
+        let bus = try Bus(["--protocol", "dlt645", "--dlt645-frame-bytes", "2"],
+                          config: Self.config(serials: [12_345_678]))
+        let driver = DLT645Driver(session: bus.session)
+        let meter = MeterAddress.station("000012345678")
+        let before = bus.session.statistics.bus.requests
+        let reading = try driver.read(meter)
+        #expect(reading.register == 1_234_560)
+        #expect(reading.measurements.contains(Measurement(name: "voltageA", value: 2_300, unit: "dV")))
+        #expect(abs(Int64(reading.meterTime) - Int64(Date().timeIntervalSince1970)) < 30)
+        // Energy (2 frames each for forward and reverse), power (2: 3 bytes), voltage (1), current (2: 3 bytes),
+        // date (2), time (2), status word 3 (1).
+        #expect(bus.session.statistics.bus.requests - before == 14)
     }
 
     @Test func dlt645BroadcastTimeSetsTheClock() throws {

@@ -84,4 +84,34 @@ import Testing
         let bad = try CLI.run(["read", "--protocol", "dlt645", "--meter", "7"] + port)
         #expect(bad.status == 64 && bad.stderr.contains("12-digit address"))
     }
+
+    /// One DL/T 645 meter's clock, set with write data (0x14) and the password; a wrong password is refused.
+    @Test func dlt645ClockSyncOfOneMeter() throws {
+        let emulator = try Self.emulator(["--protocol", "dlt645"])
+        defer { emulator.terminate() }
+        let port = ["--port", emulator.link]
+        let sync = try CLI.run(["clock", "sync", "--protocol", "dlt645", "--meter", "000012345678", "--json"] + port)
+        #expect(sync.status == 0, "\(sync.stderr)")
+        let outcome = try Self.json(sync.stdout)
+        #expect(outcome["new"] as? String != nil && abs(outcome["driftSeconds"] as? Int ?? 999) < 30, "\(outcome)")
+        let wrong = try CLI.run(["clock", "sync", "--protocol", "dlt645", "--meter", "000012345678",
+                                 "--dlt645-password", "02999999"] + port)
+        #expect(wrong.status == 76 && wrong.stderr.contains("password wrong or unauthorized"), "\(wrong.stderr)")
+    }
+
+    /// Thresholds over Modbus where the map marks them writable (mgwpm1), refused where it does not (sdm630).
+    @Test func modbusThresholdsWhereTheMapHasThem() throws {
+        let emulator = try Self.emulator(["--protocol", "modbus", "--map", "mgwpm1"])
+        defer { emulator.terminate() }
+        let port = ["--port", emulator.link]
+        let set = try CLI.run(["thresholds", "--protocol", "modbus", "--meter", "1", "--alarm", "30000",
+                               "--cutoff", "3000", "--json"] + port)
+        #expect(set.status == 0, "\(set.stderr)")
+        #expect(try Self.json(set.stdout)["alarm"] as? Int == 30_000)
+        let read = try CLI.run(["read", "--protocol", "modbus", "--meter", "1", "--json"] + port)
+        #expect(try Self.json(read.stdout)["alarmThreshold"] as? Int == 30_000, "\(read.stdout)")
+        let sdm = try CLI.run(["thresholds", "--protocol", "modbus", "--map", "sdm630", "--meter", "1", "--alarm",
+                               "1", "--cutoff", "0"] + port)
+        #expect(sdm.status == 64 && sdm.stderr.contains("credit thresholds in register map sdm630"), "\(sdm.stderr)")
+    }
 }
