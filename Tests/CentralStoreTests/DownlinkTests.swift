@@ -211,4 +211,30 @@ struct DownlinkTests {
         }
         #expect(forged == 1)
     }
+
+    @Test func cardUploadsEventsAndRelayChangesArriveOnceEachAndForeignMetersAreConflicts() async throws {
+        let north = self.name("north")
+        try await self.centre([north: [8_001]], withAccounts: false)
+        var extra = SyncBatch.Extra()
+        let image = (0..<256).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        extra.uploads = [.init(meterSerial: 8_001, image: image, cardSerial: 100_001, outcome: 0, refusal: 0,
+                               refusalDetail: 0, lastApplied: 2, unitsApplied: 300, register: 1_000, credit: 300,
+                               meterTime: 50, alarms: 0, uploadedAt: 60, operator: "desk")]
+        extra.events = [.init(meterSerial: 8_001, index: 4, time: 40, code: 7, value: -1),
+                        .init(meterSerial: 9_999, index: 1, time: 40, code: 7, value: 0)]
+        extra.relays = [.init(meterSerial: 8_001, time: 45, relay: "open", reason: 2, source: "poll")]
+        try await CentralDatabase.with(self.gatewayURL(north)) { gw in
+            let first = try await gw.ingest(SyncBatch(fromSequence: 1, toSequence: 4, extra: extra), now: 70)
+            #expect(first.othersInserted == 3 && first.conflicts == 1)
+            // The same rows in a later batch (a store restored from a backup): stored once, counted nothing.
+            let again = try await gw.ingest(SyncBatch(fromSequence: 5, toSequence: 8, extra: extra), now: 80)
+            #expect(again.othersInserted == 0)
+        }
+        let (stored, code) = try await CentralDatabase.with(self.admin) { db in
+            (try await self.value(db, "SELECT count(*) FROM card_upload WHERE length(image) = 256 AND credit = 300"),
+             try await self.text(db, "SELECT encode(image, 'hex') FROM card_upload"))
+        }
+        #expect(stored == 1)
+        #expect(code == image.map { String(format: "%02x", $0) }.joined())
+    }
 }
