@@ -178,20 +178,47 @@ extension CentralDatabase {
 
     /// Conflicts for a person, open ones only unless `all`, oldest first.
     public func conflicts(all: Bool = false) async throws(CentralError) -> [CentralConflict] {
-        try await self.run {
-            let rows = try await self.connection.query(PostgresQuery(unsafeSQL: """
-                SELECT c.id, g.name, c.kind, c.meter_serial, c.detail::text, c.raised_at, c.resolved_at, c.resolution
-                FROM conflict c LEFT JOIN gateway g ON g.id = c.gateway_id
-                \(all ? "" : "WHERE c.resolved_at IS NULL") ORDER BY c.id
-                """), logger: self.logger)
-            var out: [CentralConflict] = []
-            for try await (id, gateway, kind, serial, detail, raised, resolved, resolution)
-                in rows.decode((Int64, String?, String, Int64?, String, Int64, Int64?, String?).self)
-            {
-                out.append(CentralConflict(id: id, gateway: gateway, kind: kind, meterSerial: serial, detail: detail,
-                                           raisedAt: raised, resolvedAt: resolved, resolution: resolution))
+        try await self.run { try await self.conflicts(self.connection, all: all) }
+    }
+
+    private func conflicts(_ connection: PostgresConnection, all: Bool) async throws -> [CentralConflict] {
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: """
+            SELECT c.id, g.name, c.kind, c.meter_serial, c.detail::text, c.raised_at, c.resolved_at, c.resolution
+            FROM conflict c LEFT JOIN gateway g ON g.id = c.gateway_id
+            \(all ? "" : "WHERE c.resolved_at IS NULL") ORDER BY c.id
+            """), logger: self.logger)
+        var out: [CentralConflict] = []
+        for try await (id, gateway, kind, serial, detail, raised, resolved, resolution)
+            in rows.decode((Int64, String?, String, Int64?, String, Int64, Int64?, String?).self)
+        {
+            out.append(CentralConflict(id: id, gateway: gateway, kind: kind, meterSerial: serial, detail: detail,
+                                       raisedAt: raised, resolvedAt: resolved, resolution: resolution))
+        }
+        return out
+    }
+
+    /// Marks a conflict settled by a person, with what they did; settling it twice is refused (the first answer
+    /// stands). Written to the audit log.
+    public func resolveConflict(id: Int64, resolution: String, operator name: String, now: Int64)
+        async throws(CentralError) -> CentralConflict
+    {
+        guard !resolution.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw .constraint("say how the conflict was settled (--resolution)")
+        }
+        return try await self.transaction { connection in
+            let updated = try await Self.scalar(connection.query("""
+                UPDATE conflict SET resolved_at = \(now), resolution = \(resolution)
+                WHERE id = \(id) AND resolved_at IS NULL RETURNING id
+                """, logger: self.logger), as: Int64.self)
+            guard updated != nil else {
+                throw CentralError.constraint("no open conflict \(id) (already resolved, or no such conflict)")
             }
-            return out
+            try await connection.execute("""
+                INSERT INTO audit_log (time, operator, action, entity, entity_id, detail)
+                VALUES (\(now), \(name), 'conflict.resolve', 'conflict', \(id),
+                        jsonb_build_object('resolution', \(resolution)::text))
+                """, logger: self.logger)
+            return try await self.conflicts(connection, all: true).first { $0.id == id }!
         }
     }
 }

@@ -161,29 +161,56 @@ extension CentralCommand {
         }
     }
 
-    /// `metergw central conflicts`: what a person must settle.
+    /// `metergw central conflicts`: what a person must settle, and settling it.
     struct Conflicts: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Conflicts for a person: meters moved, accounts closed with credit pending, refused orders.")
-        @OptionGroup var central: CentralOptions
-        @Flag(help: "Also the resolved ones.") var all = false
-        @Flag(help: "Print one JSON object.") var json = false
+            abstract: "Conflicts for a person: meters moved, accounts closed with credit pending, refused orders.",
+            subcommands: [List.self, Resolve.self], defaultSubcommand: List.self)
 
-        func run() throws {
-            let url = try self.central.url()
-            let all = self.all
-            let conflicts = try CentralCLI.run(url) { try await $0.conflicts(all: all) }
-            StoreCLI.emit(json: self.json, .object([("conflicts", .array(conflicts.map { c in
-                .object([
-                    ("id", .int(c.id)), ("gateway", c.gateway.map { .string($0) } ?? .null), ("kind", .string(c.kind)),
-                    ("meterSerial", c.meterSerial.map { .int($0) } ?? .null), ("detail", .string(c.detail)),
-                    ("raisedAt", .int(c.raisedAt)), ("resolvedAt", c.resolvedAt.map { .int($0) } ?? .null),
-                    ("resolution", c.resolution.map { .string($0) } ?? .null),
-                ])
-            }))])) {
-                conflicts.isEmpty ? ["no open conflicts"] : conflicts.map {
-                    "conflict \($0.id)  \($0.kind)  gateway \($0.gateway ?? "-")  meter "
-                        + "\($0.meterSerial.map(String.init) ?? "-")  \($0.detail)"
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "The open conflicts (--all: resolved too).")
+            @OptionGroup var central: CentralOptions
+            @Flag(help: "Also the resolved ones.") var all = false
+            @Flag(help: "Print one JSON object.") var json = false
+
+            func run() throws {
+                let url = try self.central.url()
+                let all = self.all
+                let conflicts = try CentralCLI.run(url) { try await $0.conflicts(all: all) }
+                StoreCLI.emit(json: self.json, .object([("conflicts", .array(conflicts.map(CentralCLI.json)))])) {
+                    conflicts.isEmpty ? [all ? "no conflicts" : "no open conflicts"] : conflicts.map {
+                        "conflict \($0.id)  \($0.kind)  gateway \($0.gateway ?? "-")  meter "
+                            + "\($0.meterSerial.map(String.init) ?? "-")  \($0.detail)"
+                            + ($0.resolution.map { "  resolved: \($0)" } ?? "")
+                    }
+                }
+            }
+        }
+
+        struct Resolve: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Record how a person settled a conflict (once; written to the audit log).",
+                discussion: """
+                    Settle the cause first (sell again for the gateway that serves the meter now, refund the \
+                    customer, correct the meter's gateway), then record what was done here.
+                    """)
+            @OptionGroup var central: CentralOptions
+            @Argument(help: "The conflict's id.") var id: Int64
+            @Option(help: "What was done, in words.") var resolution: String
+            @Option(name: .customLong("operator"), help: "Who settled it, for the audit log (default: $USER).")
+            var operatorName: String?
+            @Flag(help: "Print one JSON object.") var json = false
+
+            func run() throws {
+                let url = try self.central.url()
+                let env = ProcessInfo.processInfo.environment
+                let who = self.operatorName ?? env["USER"] ?? env["LOGNAME"] ?? "unknown"
+                let (id, resolution, now) = (self.id, self.resolution, StoreCLI.now)
+                let conflict = try CentralCLI.run(url) { db in
+                    try await db.resolveConflict(id: id, resolution: resolution, operator: who, now: now)
+                }
+                StoreCLI.emit(json: self.json, CentralCLI.json(conflict)) {
+                    ["conflict \(conflict.id) (\(conflict.kind)) resolved: \(resolution)"]
                 }
             }
         }
@@ -251,6 +278,15 @@ enum CentralCLI {
             ("lastBatchAt", g.lastBatchAt.map { .int($0) } ?? .null),
             ("lastError", g.lastError.map { .string($0) } ?? .null),
             ("reportedBacklog", g.reportedBacklog.map { .int($0) } ?? .null), ("openOrders", .int(g.openOrders)),
+        ])
+    }
+
+    static func json(_ c: CentralConflict) -> JSONValue {
+        .object([
+            ("id", .int(c.id)), ("gateway", c.gateway.map { .string($0) } ?? .null), ("kind", .string(c.kind)),
+            ("meterSerial", c.meterSerial.map { .int($0) } ?? .null), ("detail", .string(c.detail)),
+            ("raisedAt", .int(c.raisedAt)), ("resolvedAt", c.resolvedAt.map { .int($0) } ?? .null),
+            ("resolution", c.resolution.map { .string($0) } ?? .null),
         ])
     }
 

@@ -138,6 +138,15 @@ struct CentralCommandTests {
         let conflicts = try CLI.run(["central", "conflicts", "--url", self.url])
         #expect(conflicts.status == 0 && conflicts.stdout.contains("order-refused")
                 && conflicts.stdout.contains("no-account"), "\(conflicts.stdout)")
+        let listed = try self.json(try CLI.run(["central", "conflicts", "list", "--url", self.url, "--json"]).stdout)
+        let conflictID = try #require((listed["conflicts"] as? [[String: Any]])?.first?["id"] as? Int)
+        let resolved = try CLI.run(["central", "conflicts", "resolve", String(conflictID), "--resolution",
+                                    "refunded at the counter", "--url", self.url])
+        #expect(resolved.status == 0, "\(resolved.stderr)")
+        #expect(try CLI.run(["central", "conflicts", "--url", self.url]).stdout.contains("no open conflicts"))
+        let twice = try CLI.run(["central", "conflicts", "resolve", String(conflictID), "--resolution", "again",
+                                 "--url", self.url])
+        #expect(twice.status == 76, "\(twice.stderr)")
         // The centre's view of every gateway: acknowledged, backlog as last reported, lag, open orders.
         let status = try CLI.run(["sync", "status", "--url", self.url, "--json"])
         #expect(status.status == 0, "\(status.stderr)")
