@@ -31,7 +31,7 @@ public struct CentralOrderInput: Sendable, Equatable {
 public enum CentralOrderOutcome: Sendable, Equatable {
     /// Queued as this local remote purchase, which the credit queue delivers.
     case queued(Purchase)
-    /// Not taken (`unknown-meter`, `no-account`, `account-closed`, `unit-kind`, `currency`,
+    /// Not taken (`unknown-meter`, `no-account`, `account-closed`, `unit-kind`, `currency`, `no-tariff`,
     /// `sequence-exhausted`): the refusal goes up through the outbox and becomes a conflict for a person.
     case refused(String)
     /// Received before: nothing changed.
@@ -75,7 +75,10 @@ extension BillingDatabase {
                                           arguments: [meter.id]) ?? meter.sequenceBase
             let sequence = max(last, meter.sequenceBase) + 1
             guard sequence <= Int64(UInt32.max) else { return try refuse("sequence-exhausted") }
-            let version = try Self.versionInForce(db, tariffID: meter.tariffId, at: actor.now)
+            // The purchase row names the tariff version in force; a meter without one cannot take credit yet.
+            guard let version = try? Self.versionInForce(db, tariffID: meter.tariffId, at: actor.now) else {
+                return try refuse("no-tariff")
+            }
             let paidThrough = try Int64.fetchOne(db, sql: """
                 SELECT max(fixedPaidThrough) FROM purchase WHERE meterId = ? AND state <> 'cancelled'
                 """, arguments: [meter.id]) ?? (meter.fixedChargesFrom - 1)

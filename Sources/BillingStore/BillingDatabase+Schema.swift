@@ -395,7 +395,7 @@ extension BillingDatabase {
                 -- The local purchase that delivers it, or none when the gateway refused the order.
                 purchaseId INTEGER UNIQUE REFERENCES purchase(id),
                 refusal TEXT CHECK (refusal IS NULL OR refusal IN ('unknown-meter', 'no-account', 'account-closed',
-                                                                   'unit-kind', 'currency',
+                                                                   'unit-kind', 'currency', 'no-tariff',
                                                                    'sequence-exhausted')),
                 receivedAt INTEGER NOT NULL,
                 CHECK ((purchaseId IS NULL) <> (refusal IS NULL))
