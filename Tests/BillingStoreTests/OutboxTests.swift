@@ -1,5 +1,6 @@
 import BillingStore
 import GRDB
+import Prepaid
 import Testing
 
 /// The gateway's side of store-and-forward sync: entries written with the rows, batches, acknowledgement, pruning.
@@ -112,6 +113,20 @@ import Testing
         let batch = try #require(try store.outboxBatch(after: 0, limit: 100))
         #expect(batch.purchases.first?.centralOrderID == 31)
         #expect(batch.orderRefusals == [.init(orderID: 32, meterSerial: 99, refusal: "unknown-meter", time: desk.now)])
+
+        // No tariff in force when the order arrives (the gateway's clock is behind the tariff's start): refused,
+        // never left to fail every round and block the orders behind it.
+        let later = try Tariff.flat(name: "later", currency: .cny, unitKind: .wattHours,
+                                    price: Price(majorPerThousandUnits: "0.5000", currency: .cny)!)
+        let tomorrow = Actor("desk", now: desk.now + 86_400)
+        _ = try store.addTariff(later, validFrom: tomorrow.now, by: tomorrow)
+        _ = try store.addMeter(serial: 4_242, kind: .electricity, tariff: "later", by: tomorrow)
+        let account = try store.openAccount(name: "Zhao Lei", by: tomorrow)
+        _ = try store.assignMeter("4242", to: String(account.account.id!), by: tomorrow)
+        var early = order
+        early.orderID = 33
+        early.meterSerial = 4_242
+        #expect(try store.receive(early, by: desk) == .refused("no-tariff"))
     }
 
     @Test func theMigrationKeepsEntriesAndNeverReusesANumber() throws {

@@ -10,7 +10,7 @@ import Testing
 @testable import CentralStore
 
 /// Two substations (`metergw serve` processes over emulated buses) and one billing centre: the link is cut and
-/// restored, credit sold at the centre reaches its meter once, and the centre ends with exactly the union of what
+/// restored, one gateway is killed and restarted, credit sold at the centre reaches its meter once, and the centre ends with exactly the union of what
 /// the gateways stored.
 @Suite(.enabled(if: PostgresCluster.shouldRun, "\(PostgresCluster.unavailableReason ?? "")"))
 struct TwoGatewaySyncTests {
@@ -73,6 +73,7 @@ struct TwoGatewaySyncTests {
             }
         }
         var gateways: [GatewayProcess] = []
+        var configs: [String] = []
         for s in stations {
             let config = try s.site.writeConfiguration()
             let passwordFile = s.site.file("central.password")
@@ -80,6 +81,7 @@ struct TwoGatewaySyncTests {
             try ("\n[central]\nurl = \"postgres://\(s.login)@127.0.0.1:\(cluster.port)/\(admin.database)\"\n"
                  + "password_file = \"\(passwordFile)\"\ninterval = \"1s\"\nbatch = 20\n")
                 .appendLine(toFile: config)
+            configs.append(config)
             gateways.append(try GatewayProcess(config: config, logPath: s.site.file("gateway.log")))
         }
         defer { for g in gateways { g.kill() } }
@@ -117,7 +119,11 @@ struct TwoGatewaySyncTests {
                 try s.site.store.syncState().lastError != nil
             }
         }
+        // The first substation loses power as the link comes back (whatever it had fetched or queued is in its
+        // store), and starts again.
+        gateways[0].kill()
         try cluster.restart()
+        gateways[0] = try GatewayProcess(config: configs[0], logPath: stations[0].site.file("gateway-after.log"))
 
         // Each order is fetched by its gateway, applied by its meter and confirmed at the centre.
         for o in sold {
@@ -128,7 +134,7 @@ struct TwoGatewaySyncTests {
             }
         }
         // Metrics: the sync's position, backlog, lag and errors (the outage counted).
-        let metrics = String(decoding: try StatusClient.get("/metrics", from: stations[0].site.metricsAddress),
+        let metrics = String(decoding: try StatusClient.get("/metrics", from: stations[1].site.metricsAddress),
                              as: UTF8.self)
         for name in ["metergw_sync_acked_sequence", "metergw_sync_backlog", "metergw_sync_lag_seconds",
                      "metergw_sync_errors_total", "metergw_sync_orders_total"] {
