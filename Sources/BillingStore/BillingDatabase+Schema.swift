@@ -9,6 +9,7 @@ extension BillingDatabase {
         migrator.registerMigration("v2-readings", migrate: Self.v2Readings)
         migrator.registerMigration("v3-gateway", migrate: Self.v3Gateway)
         migrator.registerMigration("v4-outbox", migrate: Self.v4Outbox)
+        migrator.registerMigration("v5-sync", migrate: Self.v5Sync)
         return migrator
     }
 
@@ -330,6 +331,80 @@ extension BillingDatabase {
             CREATE TRIGGER syncStateAckNeverFalls BEFORE UPDATE OF ackedSequence ON syncState
                 WHEN NEW.ackedSequence < OLD.ackedSequence
                 BEGIN SELECT RAISE(ABORT, 'the acknowledged outbox sequence never goes back'); END;
+            """)
+    }
+
+    /// Everything else the centre needs goes into the outbox too (docs/CENTRAL.md): meter events, relay changes,
+    /// card uploads, every purchase's creation and state change, and the gateway's answer to a centrally sold order
+    /// it could not take. The outbox is rebuilt with the wider kinds (SQLite cannot change a CHECK in place) keeping
+    /// its entries and its AUTOINCREMENT counter, so no number is ever reused. `centralOrder` maps the centre's
+    /// remote-credit orders onto the local purchases that deliver them: its primary key makes receiving an order
+    /// twice harmless.
+    static func v5Sync(_ db: Database) throws {
+        let counter = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'") ?? 0
+        try db.execute(sql: """
+            DROP TRIGGER outboxReading;
+            DROP TRIGGER outboxAlarm;
+            CREATE TABLE outboxNew (
+                sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL
+                    CHECK (kind IN ('reading', 'alarm', 'event', 'relay', 'card-upload', 'purchase', 'order')),
+                meterId INTEGER NOT NULL,
+                time INTEGER NOT NULL,
+                -- The row beyond (meterId, time): an event's index, a card upload's, purchase's or order's id.
+                ref INTEGER,
+                -- A purchase's state at this change (the row itself moves on).
+                state TEXT
+            );
+            INSERT INTO outboxNew (sequence, kind, meterId, time) SELECT sequence, kind, meterId, time FROM outbox;
+            DROP TABLE outbox;
+            ALTER TABLE outboxNew RENAME TO outbox;
+            """)
+        // The counter survives pruning: the centre has acknowledged numbers that no entry here carries any more.
+        try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'outbox'")
+        try db.execute(sql: """
+            INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', max(?,
+                (SELECT ackedSequence FROM syncState WHERE id = 1), coalesce((SELECT max(sequence) FROM outbox), 0)))
+            """, arguments: [counter])
+        try db.execute(sql: """
+            CREATE TRIGGER outboxReading AFTER INSERT ON reading
+                BEGIN INSERT INTO outbox (kind, meterId, time) VALUES ('reading', NEW.meterId, NEW.time); END;
+            CREATE TRIGGER outboxAlarm AFTER INSERT ON alarm
+                BEGIN INSERT INTO outbox (kind, meterId, time) VALUES ('alarm', NEW.meterId, NEW.time); END;
+            CREATE TRIGGER outboxEvent AFTER INSERT ON event
+                BEGIN INSERT INTO outbox (kind, meterId, time, ref)
+                    VALUES ('event', NEW.meterId, NEW.time, NEW.eventIndex); END;
+            CREATE TRIGGER outboxRelay AFTER INSERT ON relayChange
+                BEGIN INSERT INTO outbox (kind, meterId, time) VALUES ('relay', NEW.meterId, NEW.time); END;
+            CREATE TRIGGER outboxCardUpload AFTER INSERT ON cardUpload
+                BEGIN INSERT INTO outbox (kind, meterId, time, ref)
+                    VALUES ('card-upload', NEW.meterId, NEW.uploadedAt, NEW.id); END;
+            CREATE TRIGGER outboxPurchaseCreated AFTER INSERT ON purchase
+                BEGIN INSERT INTO outbox (kind, meterId, time, ref, state)
+                    VALUES ('purchase', NEW.meterId, NEW.createdAt, NEW.id, NEW.state); END;
+            CREATE TRIGGER outboxPurchaseState AFTER UPDATE OF state ON purchase WHEN OLD.state <> NEW.state
+                BEGIN INSERT INTO outbox (kind, meterId, time, ref, state)
+                    VALUES ('purchase', NEW.meterId,
+                            coalesce(NEW.appliedAt, NEW.cancelledAt, NEW.writtenAt, NEW.createdAt), NEW.id,
+                            NEW.state); END;
+
+            CREATE TABLE centralOrder (
+                orderId INTEGER PRIMARY KEY CHECK (orderId > 0),
+                requestId TEXT NOT NULL,
+                meterSerial INTEGER NOT NULL,
+                -- The local purchase that delivers it, or none when the gateway refused the order.
+                purchaseId INTEGER UNIQUE REFERENCES purchase(id),
+                refusal TEXT CHECK (refusal IS NULL OR refusal IN ('unknown-meter', 'no-account', 'account-closed',
+                                                                   'unit-kind', 'currency', 'no-tariff',
+                                                                   'sequence-exhausted')),
+                receivedAt INTEGER NOT NULL,
+                CHECK ((purchaseId IS NULL) <> (refusal IS NULL))
+            );
+            CREATE TRIGGER centralOrderIsFixed BEFORE UPDATE ON centralOrder
+                BEGIN SELECT RAISE(ABORT, 'a received central order never changes'); END;
+            CREATE TRIGGER outboxOrderRefused AFTER INSERT ON centralOrder WHEN NEW.refusal IS NOT NULL
+                BEGIN INSERT INTO outbox (kind, meterId, time, ref)
+                    VALUES ('order', 0, NEW.receivedAt, NEW.orderId); END;
             """)
     }
 }

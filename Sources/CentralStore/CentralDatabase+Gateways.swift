@@ -10,6 +10,10 @@ public struct CentralGateway: Sendable, Equatable, Codable {
     public var ackedSequence: Int64
     public var lastBatchAt: Int64?
     public var lastError: String?
+    /// Outbox entries the gateway still had after its last batch (nil before its first batch with c3-downlink).
+    public var reportedBacklog: Int64? = nil
+    /// Remote orders sold for its meters and not yet confirmed (pending or accepted).
+    public var openOrders: Int64 = 0
 }
 
 extension CentralDatabase {
@@ -48,15 +52,19 @@ extension CentralDatabase {
     public func gateways() async throws(CentralError) -> [CentralGateway] {
         try await self.run {
             let rows = try await self.connection.query("""
-                SELECT g.id, g.name, g.login::text, g.created_at, s.acked_sequence, s.last_batch_at, s.last_error
+                SELECT g.id, g.name, g.login::text, g.created_at, s.acked_sequence, s.last_batch_at, s.last_error,
+                       s.reported_backlog,
+                       (SELECT count(*) FROM remote_order o
+                        WHERE o.gateway_id = g.id AND o.state IN ('pending', 'accepted'))
                 FROM gateway g JOIN gateway_sync s ON s.gateway_id = g.id ORDER BY g.name
                 """, logger: self.logger)
             var result: [CentralGateway] = []
-            for try await (id, name, login, created, acked, last, error)
-                in rows.decode((Int64, String, String, Int64, Int64, Int64?, String?).self)
+            for try await (id, name, login, created, acked, last, error, backlog, open)
+                in rows.decode((Int64, String, String, Int64, Int64, Int64?, String?, Int64?, Int64).self)
             {
                 result.append(CentralGateway(id: id, name: name, login: login, createdAt: created,
-                                             ackedSequence: acked, lastBatchAt: last, lastError: error))
+                                             ackedSequence: acked, lastBatchAt: last, lastError: error,
+                                             reportedBacklog: backlog, openOrders: open))
             }
             return result
         }

@@ -11,6 +11,7 @@ enum CentralSchema {
     static let migrations: [Migration] = [
         Migration(name: "c1-central", sql: c1Central + gatewayLoginFunction),
         Migration(name: "c2-ingest", sql: c2Ingest),
+        Migration(name: "c3-downlink", sql: c3Downlink),
     ]
 
     /// Money in minor units, units in Wh or litres, times in Unix seconds: all bigint, never float.
@@ -487,5 +488,294 @@ extension CentralSchema {
         GRANT EXECUTE ON FUNCTION metergw_ingest_batch TO metergw_gateway;
         REVOKE INSERT ON reading, alarm FROM metergw_gateway;
         REVOKE UPDATE ON gateway_sync FROM metergw_gateway;
+        """#
+}
+
+extension CentralSchema {
+    /// The rest of what gateways send (events, relay changes, card uploads, purchase state changes, refused
+    /// orders) through one batch function with the readings, and the downlink: remote credit sold here as
+    /// `remote_order`s, fetched only by the gateway that serves the meter (a SECURITY DEFINER function; the login
+    /// has no privilege on the table), confirmed through the gateway's outbox. What does not fit (the meter moved,
+    /// the account closed while credit was pending, the gateway refused) becomes a `conflict` for a person.
+    static let c3Downlink = #"""
+        ALTER TABLE conflict DROP CONSTRAINT conflict_kind_check;
+        ALTER TABLE conflict ADD CONSTRAINT conflict_kind_check
+            CHECK (kind IN ('unknown-meter', 'meter-moved', 'account-closed', 'order-refused', 'other'));
+
+        ALTER TABLE gateway_sync ADD COLUMN reported_backlog bigint CHECK (reported_backlog >= 0);
+
+        CREATE TABLE relay_change (
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            time bigint NOT NULL,
+            relay text NOT NULL CHECK (relay IN ('closed', 'open')),
+            reason integer NOT NULL CHECK (reason BETWEEN 0 AND 255),
+            source text NOT NULL CHECK (source IN ('poll', 'card')),
+            gateway_id bigint REFERENCES gateway (id),
+            PRIMARY KEY (meter_id, time)
+        );
+
+        CREATE TABLE remote_order (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            request_id text NOT NULL UNIQUE CHECK (length(request_id) BETWEEN 1 AND 200),
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            gateway_id bigint NOT NULL REFERENCES gateway (id),
+            account_id bigint REFERENCES account (id),
+            units bigint NOT NULL CHECK (units BETWEEN 1 AND 4294967295),
+            unit_kind smallint NOT NULL CHECK (unit_kind IN (1, 2)),
+            amount_minor bigint NOT NULL CHECK (amount_minor > 0),
+            currency text NOT NULL CHECK (length(currency) = 3),
+            state text NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'accepted', 'applied', 'refused', 'cancelled', 'conflict')),
+            -- The meter's purchase sequence the gateway gave it (the gateway numbers its meters' purchases).
+            sequence bigint CHECK (sequence BETWEEN 1 AND 4294967295),
+            refusal text,
+            created_at bigint NOT NULL,
+            fetched_at bigint,
+            accepted_at bigint,
+            delivered_at bigint,
+            operator text NOT NULL CHECK (length(operator) > 0),
+            CHECK ((state = 'applied') = (delivered_at IS NOT NULL)),
+            CHECK ((state = 'refused') = (refusal IS NOT NULL))
+        );
+        CREATE INDEX remote_order_open ON remote_order (gateway_id, id) WHERE state IN ('pending', 'accepted');
+        CREATE FUNCTION metergw_remote_order_rules() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                RAISE EXCEPTION 'remote orders are never deleted';
+            END IF;
+            IF (NEW.request_id, NEW.meter_id, NEW.gateway_id, NEW.account_id, NEW.units, NEW.unit_kind,
+                NEW.amount_minor, NEW.currency, NEW.created_at, NEW.operator)
+               IS DISTINCT FROM
+               (OLD.request_id, OLD.meter_id, OLD.gateway_id, OLD.account_id, OLD.units, OLD.unit_kind,
+                OLD.amount_minor, OLD.currency, OLD.created_at, OLD.operator) THEN
+                RAISE EXCEPTION 'a remote order''s terms never change';
+            END IF;
+            IF OLD.state = 'applied' AND NEW.state <> 'applied' THEN
+                RAISE EXCEPTION 'an applied remote order stays applied';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER remote_order_rules BEFORE UPDATE OR DELETE ON remote_order
+            FOR EACH ROW EXECUTE FUNCTION metergw_remote_order_rules();
+
+        -- Every state a gateway's purchase passed through, once each: what its desk sold and what its meters
+        -- confirmed. remote_order_id links the centre's own orders.
+        CREATE TABLE purchase_change (
+            gateway_id bigint NOT NULL REFERENCES gateway (id),
+            local_id bigint NOT NULL,
+            state text NOT NULL CHECK (state IN ('created', 'written', 'queued', 'applied', 'cancelled')),
+            time bigint NOT NULL,
+            request_id text NOT NULL,
+            meter_id bigint NOT NULL REFERENCES meter (id),
+            sequence bigint NOT NULL,
+            mode text NOT NULL CHECK (mode IN ('card', 'remote')),
+            units bigint NOT NULL,
+            unit_kind smallint NOT NULL,
+            currency text NOT NULL,
+            paid_minor bigint NOT NULL,
+            remote_order_id bigint REFERENCES remote_order (id),
+            PRIMARY KEY (gateway_id, local_id, state)
+        );
+
+        ALTER TABLE relay_change ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE remote_order ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE purchase_change ENABLE ROW LEVEL SECURITY;
+        GRANT SELECT ON relay_change, purchase_change TO metergw_gateway;
+        CREATE POLICY relay_change_own ON relay_change TO metergw_gateway USING (gateway_id = metergw_gateway_id());
+        CREATE POLICY purchase_change_own ON purchase_change TO metergw_gateway
+            USING (gateway_id = metergw_gateway_id());
+        -- A gateway's login reaches remote orders only through metergw_fetch_orders.
+        REVOKE ALL ON remote_order FROM metergw_gateway;
+
+        -- An account closed while its credit is pending: the order goes to a person, never silently anywhere.
+        CREATE FUNCTION metergw_account_closed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
+            SELECT o.gateway_id, 'account-closed', m.serial,
+                   jsonb_build_object('order', o.id, 'requestId', o.request_id, 'account', NEW.id,
+                                      'orderState', o.state),
+                   NEW.closed_at
+            FROM remote_order o JOIN meter m ON m.id = o.meter_id
+            WHERE o.account_id = NEW.id AND o.state IN ('pending', 'accepted');
+            UPDATE remote_order SET state = 'conflict' WHERE account_id = NEW.id AND state = 'pending';
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER account_closed AFTER UPDATE OF state ON account
+            FOR EACH ROW WHEN (OLD.state = 'open' AND NEW.state = 'closed')
+            EXECUTE FUNCTION metergw_account_closed();
+
+        -- The pending orders of the calling gateway's meters. An order whose meter moved to another gateway, or
+        -- whose account was closed, is not handed out: it becomes a conflict.
+        CREATE FUNCTION metergw_fetch_orders(now_s bigint)
+            RETURNS TABLE (id bigint, request_id text, meter_serial bigint, units bigint, unit_kind smallint,
+                           amount_minor bigint, currency text, created_at bigint)
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+        DECLARE
+            gw bigint;
+        BEGIN
+            SELECT g.id INTO gw FROM gateway g WHERE g.login = session_user AND g.retired_at IS NULL;
+            IF gw IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = '42501',
+                    MESSAGE = format('%s is not an active gateway''s login', session_user);
+            END IF;
+            WITH moved AS (
+                UPDATE remote_order o SET state = 'conflict'
+                FROM meter m
+                WHERE o.gateway_id = gw AND o.state = 'pending' AND m.id = o.meter_id
+                    AND m.gateway_id IS DISTINCT FROM gw
+                RETURNING o.id, o.request_id, m.serial, m.gateway_id
+            )
+            INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
+            SELECT gw, 'meter-moved', moved.serial,
+                   jsonb_build_object('order', moved.id, 'requestId', moved.request_id, 'servedBy', moved.gateway_id),
+                   now_s
+            FROM moved;
+            WITH closed AS (
+                UPDATE remote_order o SET state = 'conflict'
+                FROM account a, meter m
+                WHERE o.gateway_id = gw AND o.state = 'pending' AND a.id = o.account_id AND a.state = 'closed'
+                    AND m.id = o.meter_id
+                RETURNING o.id, o.request_id, m.serial, a.id AS account
+            )
+            INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
+            SELECT gw, 'account-closed', closed.serial,
+                   jsonb_build_object('order', closed.id, 'requestId', closed.request_id, 'account', closed.account),
+                   now_s
+            FROM closed;
+            UPDATE remote_order o SET fetched_at = now_s WHERE o.gateway_id = gw AND o.state = 'pending';
+            RETURN QUERY
+                SELECT o.id, o.request_id, m.serial, o.units, o.unit_kind, o.amount_minor, o.currency, o.created_at
+                FROM remote_order o JOIN meter m ON m.id = o.meter_id
+                WHERE o.gateway_id = gw AND o.state = 'pending'
+                ORDER BY o.id;
+        END $$;
+        REVOKE ALL ON FUNCTION metergw_fetch_orders FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION metergw_fetch_orders TO metergw_gateway;
+
+        -- A batch with everything: the readings and alarms through c2's function (which checks and advances the
+        -- acknowledgement), then, only when that applied the batch, the rest from one jsonb document.
+        CREATE FUNCTION metergw_ingest_batch(
+            from_seq bigint, to_seq bigint, now_s bigint,
+            r_serial bigint[], r_time bigint[], r_register bigint[], r_credit bigint[], r_has_credit boolean[],
+            r_source text[],
+            a_serial bigint[], a_time bigint[], a_alarms integer[], a_source text[], extra jsonb,
+            OUT outcome text, OUT acked bigint, OUT readings bigint, OUT alarms bigint, OUT conflicts bigint,
+            OUT others bigint)
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+        DECLARE
+            gw bigint;
+            n bigint;
+        BEGIN
+            SELECT b.outcome, b.acked, b.readings, b.alarms, b.conflicts
+                INTO outcome, acked, readings, alarms, conflicts
+            FROM metergw_ingest_batch(from_seq, to_seq, now_s, r_serial, r_time, r_register, r_credit, r_has_credit,
+                                      r_source, a_serial, a_time, a_alarms, a_source) b;
+            others := 0;
+            IF outcome <> 'applied' THEN
+                RETURN;
+            END IF;
+            SELECT id INTO gw FROM gateway WHERE login = session_user;
+            UPDATE gateway_sync SET reported_backlog = (extra->>'backlog')::bigint WHERE gateway_id = gw;
+
+            WITH i AS (
+                INSERT INTO event (meter_id, event_index, time, code, value, gateway_id)
+                SELECT m.id, (e->>'i')::bigint, (e->>'t')::bigint, (e->>'c')::integer, (e->>'v')::bigint, gw
+                FROM jsonb_array_elements(coalesce(extra->'events', '[]')) e
+                JOIN meter m ON m.serial = (e->>'s')::bigint AND m.gateway_id = gw
+                ON CONFLICT DO NOTHING RETURNING 1
+            ) SELECT count(*) INTO n FROM i;
+            others := others + n;
+            WITH i AS (
+                INSERT INTO relay_change (meter_id, time, relay, reason, source, gateway_id)
+                SELECT m.id, (e->>'t')::bigint, e->>'relay', (e->>'reason')::integer, e->>'source', gw
+                FROM jsonb_array_elements(coalesce(extra->'relays', '[]')) e
+                JOIN meter m ON m.serial = (e->>'s')::bigint AND m.gateway_id = gw
+                ON CONFLICT DO NOTHING RETURNING 1
+            ) SELECT count(*) INTO n FROM i;
+            others := others + n;
+            WITH i AS (
+                INSERT INTO card_upload (image, card_serial, card_id, meter_id, outcome, refusal, refusal_detail,
+                                         last_applied_sequence, units_applied, register, credit, meter_time, alarms,
+                                         uploaded_at, operator, gateway_id)
+                SELECT decode(e->>'image', 'hex'), (e->>'cardSerial')::bigint,
+                       (SELECT c.id FROM card c WHERE c.serial = (e->>'cardSerial')::bigint AND c.meter_id = m.id),
+                       m.id, (e->>'outcome')::integer, (e->>'refusal')::integer, (e->>'refusalDetail')::bigint,
+                       (e->>'lastApplied')::bigint, (e->>'unitsApplied')::bigint, (e->>'register')::bigint,
+                       (e->>'credit')::bigint, (e->>'meterTime')::bigint, (e->>'alarms')::integer,
+                       (e->>'uploadedAt')::bigint, e->>'operator', gw
+                FROM jsonb_array_elements(coalesce(extra->'uploads', '[]')) e
+                JOIN meter m ON m.serial = (e->>'s')::bigint AND m.gateway_id = gw
+                ON CONFLICT (image) DO NOTHING RETURNING 1
+            ) SELECT count(*) INTO n FROM i;
+            others := others + n;
+            WITH i AS (
+                INSERT INTO purchase_change (gateway_id, local_id, state, time, request_id, meter_id, sequence, mode,
+                                             units, unit_kind, currency, paid_minor, remote_order_id)
+                SELECT gw, (e->>'id')::bigint, e->>'state', (e->>'t')::bigint, e->>'requestId', m.id,
+                       (e->>'sequence')::bigint, e->>'mode', (e->>'units')::bigint, (e->>'unitKind')::smallint,
+                       e->>'currency', (e->>'paidMinor')::bigint,
+                       (SELECT o.id FROM remote_order o WHERE o.id = (e->>'order')::bigint AND o.gateway_id = gw)
+                FROM jsonb_array_elements(coalesce(extra->'purchases', '[]')) e
+                JOIN meter m ON m.serial = (e->>'s')::bigint AND m.gateway_id = gw
+                ON CONFLICT DO NOTHING RETURNING 1
+            ) SELECT count(*) INTO n FROM i;
+            others := others + n;
+            -- The centre's own orders move with what the gateway reports of them (its own orders only).
+            UPDATE remote_order o SET
+                state = CASE e->>'state' WHEN 'queued' THEN
+                            CASE WHEN o.state = 'pending' THEN 'accepted' ELSE o.state END
+                        WHEN 'applied' THEN 'applied' WHEN 'cancelled' THEN 'cancelled' ELSE o.state END,
+                sequence = (e->>'sequence')::bigint,
+                accepted_at = coalesce(o.accepted_at, (e->>'t')::bigint),
+                delivered_at = CASE WHEN e->>'state' = 'applied' THEN (e->>'t')::bigint ELSE o.delivered_at END
+            FROM (
+                -- One row per order (UPDATE ... FROM would pick any): its furthest state in this batch.
+                SELECT DISTINCT ON ((p->>'order')::bigint) p AS e
+                FROM jsonb_array_elements(coalesce(extra->'purchases', '[]')) p
+                WHERE p ? 'order'
+                ORDER BY (p->>'order')::bigint,
+                         CASE p->>'state' WHEN 'applied' THEN 3 WHEN 'cancelled' THEN 2 ELSE 1 END DESC
+            ) AS latest(e)
+            WHERE o.id = (e->>'order')::bigint AND o.gateway_id = gw AND o.state <> 'applied';
+            -- Orders the gateway refused: a person decides (the meter is not there, or its account is not open).
+            WITH refused AS (
+                UPDATE remote_order o SET state = 'refused', refusal = e->>'refusal'
+                FROM jsonb_array_elements(coalesce(extra->'refusals', '[]')) e
+                WHERE o.id = (e->>'order')::bigint AND o.gateway_id = gw AND o.state IN ('pending', 'conflict')
+                RETURNING o.id, o.request_id, e->>'refusal' AS refusal, (e->>'s')::bigint AS serial
+            ), raised AS (
+                INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
+                SELECT gw, CASE refused.refusal WHEN 'unknown-meter' THEN 'meter-moved'
+                                                WHEN 'account-closed' THEN 'account-closed' ELSE 'order-refused' END,
+                       refused.serial,
+                       jsonb_build_object('order', refused.id, 'requestId', refused.request_id,
+                                          'refusal', refused.refusal),
+                       now_s
+                FROM refused RETURNING 1
+            ) SELECT count(*) INTO n FROM raised;
+            conflicts := conflicts + n;
+            -- Rows of meters this gateway does not serve: one conflict per meter and batch, as for readings.
+            WITH serials AS (
+                SELECT DISTINCT (e->>'s')::bigint AS s
+                FROM jsonb_array_elements(coalesce(extra->'events', '[]') || coalesce(extra->'relays', '[]')
+                                          || coalesce(extra->'uploads', '[]') || coalesce(extra->'purchases', '[]')) e
+            ), missing AS (
+                SELECT s FROM serials
+                WHERE NOT EXISTS (SELECT 1 FROM meter m WHERE m.serial = serials.s AND m.gateway_id = gw)
+                    AND s <> ALL (r_serial || a_serial)
+            ), raised AS (
+                INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
+                SELECT gw, CASE WHEN EXISTS (SELECT 1 FROM meter m WHERE m.serial = missing.s)
+                                THEN 'meter-moved' ELSE 'unknown-meter' END,
+                       missing.s, jsonb_build_object('batchFrom', from_seq, 'batchTo', to_seq), now_s
+                FROM missing RETURNING 1
+            ) SELECT count(*) INTO n FROM raised;
+            conflicts := conflicts + n;
+            UPDATE gateway_sync SET rows = rows + others WHERE gateway_id = gw;
+        END $$;
+        REVOKE ALL ON FUNCTION metergw_ingest_batch(bigint, bigint, bigint, bigint[], bigint[], bigint[], bigint[],
+            boolean[], text[], bigint[], bigint[], integer[], text[], jsonb) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION metergw_ingest_batch(bigint, bigint, bigint, bigint[], bigint[], bigint[],
+            bigint[], boolean[], text[], bigint[], bigint[], integer[], text[], jsonb) TO metergw_gateway;
         """#
 }

@@ -23,9 +23,37 @@ public final class GatewayMetrics: Sendable {
         self.factory = factory
         self.queue = CoreMetrics.Gauge(label: "metergw_credit_queue_depth", factory: factory)
         self.queue.record(0)
+        self.syncAcked = CoreMetrics.Gauge(label: "metergw_sync_acked_sequence", factory: factory)
+        self.syncBacklog = CoreMetrics.Gauge(label: "metergw_sync_backlog", factory: factory)
+        self.syncLag = CoreMetrics.Gauge(label: "metergw_sync_lag_seconds", factory: factory)
+        self.syncErrors = CoreMetrics.Counter(label: "metergw_sync_errors_total", factory: factory)
+        self.syncRounds = CoreMetrics.Counter(label: "metergw_sync_rounds_total", factory: factory)
+        self.syncOrders = Dictionary(uniqueKeysWithValues: ["queued", "refused"].map {
+            ($0, CoreMetrics.Counter(label: "metergw_sync_orders_total", dimensions: [("outcome", $0)],
+                                     factory: factory))
+        })
     }
 
     private let queue: CoreMetrics.Gauge
+    private let syncAcked: CoreMetrics.Gauge
+    private let syncBacklog: CoreMetrics.Gauge
+    private let syncLag: CoreMetrics.Gauge
+    private let syncErrors: CoreMetrics.Counter
+    private let syncRounds: CoreMetrics.Counter
+    private let syncOrders: [String: CoreMetrics.Counter]
+
+    /// One round of sync with the central store (docs/CENTRAL.md): where the outbox stands after it, whether it
+    /// failed, and the remote orders it took.
+    public func syncRound(ackedSequence: Int64, backlog: Int64, lagSeconds: Int64, failed: Bool,
+                          ordersQueued: Int = 0, ordersRefused: Int = 0) {
+        self.syncRounds.increment()
+        if failed { self.syncErrors.increment() }
+        self.syncAcked.record(ackedSequence)
+        self.syncBacklog.record(backlog)
+        self.syncLag.record(lagSeconds)
+        if ordersQueued > 0 { self.syncOrders["queued"]?.increment(by: ordersQueued) }
+        if ordersRefused > 0 { self.syncOrders["refused"]?.increment(by: ordersRefused) }
+    }
 
     /// The text exposition format, for `GET /metrics`.
     public func exposition() -> String { self.registry.emitToString() }

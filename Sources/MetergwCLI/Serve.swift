@@ -83,7 +83,12 @@ struct Serve: ParsableCommand {
             services.append(GatewayEndpoint(gateway: gateway, address: address, logger: logger))
         }
         if let central = configuration.central {
-            services.append(try Self.syncService(central, store: store, logger: logger))
+            let metrics = gateway.metrics
+            services.append(try Self.syncService(central, store: store, logger: logger) { round in
+                metrics.syncRound(ackedSequence: round.ackedSequence, backlog: round.backlog,
+                                  lagSeconds: round.lagSeconds, failed: round.failed,
+                                  ordersQueued: round.ordersQueued, ordersRefused: round.ordersRefused)
+            })
         }
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
@@ -135,8 +140,8 @@ struct Serve: ParsableCommand {
     }
 
     /// `[central]`: the outbox's sync to the central store, as this gateway's login.
-    static func syncService(_ settings: CentralSyncSettings, store: BillingDatabase, logger: Logger) throws
-        -> OutboxSyncService
+    static func syncService(_ settings: CentralSyncSettings, store: BillingDatabase, logger: Logger,
+                            report: @escaping @Sendable (SyncRoundReport) -> Void) throws -> OutboxSyncService
     {
         var environment = ProcessInfo.processInfo.environment
         if let file = settings.passwordFile {
@@ -158,7 +163,7 @@ struct Serve: ParsableCommand {
         var named = logger
         named[metadataKey: "central"] = "\(url)"
         return OutboxSyncService(sync: OutboxSync(store: store, central: url, options: options),
-                                 interval: settings.interval, logger: named)
+                                 interval: settings.interval, logger: named, report: report)
     }
 
     /// The configuration, or every problem in it (on standard error) and status 78.

@@ -8,15 +8,19 @@ import StoreSync
 /// `metergw sync`: store-and-forward from this gateway's store to the central store (docs/CENTRAL.md "Sync").
 struct SyncCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sync", abstract: "Send the gateway's readings and alarms to the central store; show the backlog.",
+        commandName: "sync",
+        abstract: "Exchange with the central store: send the outbox, fetch remote credit; show the backlog.",
         subcommands: [Run.self, Status.self])
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Send everything waiting in the outbox, in bounded batches, each applied once by the centre.",
+            abstract: "Send the outbox in bounded batches (each applied once by the centre), then fetch remote credit.",
             discussion: """
-                --url names the central store with this gateway's own login (metergw central gateway add). A run \
-                that fails keeps the backlog and says why; the next run resumes where the centre says it stands.
+                --url names the central store with this gateway's own login (metergw central gateway add). The \
+                outbox carries readings, alarms, events, relay changes, card uploads and purchase state changes. \
+                Then the remote credit sold centrally for this gateway's meters is fetched and queued (once per \
+                order) for `metergw serve` to deliver. A run that fails keeps the backlog and says why; the next \
+                run resumes where the centre says it stands.
                 """)
         @OptionGroup var store: StoreOptions
         @OptionGroup var central: CentralOptions
@@ -46,12 +50,15 @@ struct SyncCommand: ParsableCommand {
             case .success(let run):
                 StoreCLI.emit(json: self.json, .object([
                     ("batches", .int(Int64(run.batches))), ("readings", .int(Int64(run.readings))),
-                    ("alarms", .int(Int64(run.alarms))), ("conflicts", .int(Int64(run.conflicts))),
-                    ("ackedSequence", .int(run.ackedSequence)),
+                    ("alarms", .int(Int64(run.alarms))), ("others", .int(Int64(run.others))),
+                    ("conflicts", .int(Int64(run.conflicts))), ("ackedSequence", .int(run.ackedSequence)),
+                    ("ordersQueued", .int(Int64(run.ordersQueued))), ("ordersRefused", .int(Int64(run.ordersRefused))),
                 ])) {
-                    ["sent \(run.readings) readings and \(run.alarms) alarms in \(run.batches) batches; the centre "
-                        + "has everything up to \(run.ackedSequence)"
-                        + (run.conflicts > 0 ? "; \(run.conflicts) conflict(s) for a person at the centre" : "")]
+                    ["sent \(run.readings) readings, \(run.alarms) alarms and \(run.others) other rows in "
+                        + "\(run.batches) batches; the centre has everything up to \(run.ackedSequence)"
+                        + (run.conflicts > 0 ? "; \(run.conflicts) conflict(s) for a person at the centre" : ""),
+                     "remote credit from the centre: \(run.ordersQueued) order(s) queued"
+                        + (run.ordersRefused > 0 ? ", \(run.ordersRefused) refused (a conflict at the centre)" : "")]
                 }
             }
         }
@@ -59,14 +66,26 @@ struct SyncCommand: ParsableCommand {
 
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "The local outbox: acknowledged sequence, backlog, lag and the last error.")
+            abstract: "Where sync stands: this gateway's outbox (--db), or every gateway as the centre sees it (--url).",
+            discussion: """
+                With --db (the default): the acknowledged sequence, the backlog, its lag and the last error of this \
+                gateway. With --url and the centre's own user: per gateway, the last acknowledged sequence, the \
+                backlog it reported with its last batch, the lag since that batch, remote orders not yet \
+                confirmed, and the last error.
+                """)
         @OptionGroup var store: StoreOptions
+        @Option(name: .customLong("url"),
+                help: "The central store (postgres://USER@HOST:PORT/DATABASE): show every gateway from there.")
+        var urlText: String?
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
+            if let urlText {
+                return try self.central(CentralOptions.url(urlText))
+            }
             let db = try self.store.open()
             let state = try StoreCLI.run { try db.syncState() }
-            let now = Int64(Date().timeIntervalSince1970)
+            let now = StoreCLI.now
             let lag = state.oldestPendingTime.map { max(0, now - $0) }
             StoreCLI.emit(json: self.json, .object([
                 ("ackedSequence", .int(state.ackedSequence)), ("backlog", .int(state.backlog)),
@@ -80,6 +99,28 @@ struct SyncCommand: ParsableCommand {
                     ("lag", lag.map { "\($0) s behind the oldest waiting entry" } ?? "none"),
                     ("last error", state.lastError ?? "none"),
                 ])
+            }
+        }
+
+        private func central(_ url: CentralURL) throws {
+            let gateways = try CentralCLI.run(url) { try await $0.gateways() }
+            let now = StoreCLI.now
+            func lag(_ g: CentralGateway) -> Int64? { g.lastBatchAt.map { max(0, now - $0) } }
+            StoreCLI.emit(json: self.json, .object([("gateways", .array(gateways.map {
+                .object([
+                    ("name", .string($0.name)), ("ackedSequence", .int($0.ackedSequence)),
+                    ("backlog", $0.reportedBacklog.map { .int($0) } ?? .null),
+                    ("lagSeconds", lag($0).map { .int($0) } ?? .null),
+                    ("lastBatchAt", $0.lastBatchAt.map { .int($0) } ?? .null),
+                    ("openOrders", .int($0.openOrders)),
+                    ("lastError", $0.lastError.map { .string($0) } ?? .null),
+                ])
+            }))])) {
+                gateways.isEmpty ? ["no gateways"] : [StatusTable.table(
+                    [["gateway", "acknowledged", "backlog", "lag", "open orders", "last error"]] + gateways.map {
+                        [$0.name, "\($0.ackedSequence)", $0.reportedBacklog.map(String.init) ?? "unknown",
+                         lag($0).map { "\($0) s" } ?? "never synced", "\($0.openOrders)", $0.lastError ?? "none"]
+                    })]
             }
         }
     }

@@ -22,8 +22,13 @@ public struct OutboxSync: Sendable {
         public var batches = 0
         public var readings = 0
         public var alarms = 0
+        /// Events, relay changes, card uploads and purchase changes new to the centre.
+        public var others = 0
         public var conflicts = 0
         public var ackedSequence: Int64 = 0
+        /// Remote orders fetched from the centre and queued for their meters, or refused.
+        public var ordersQueued = 0
+        public var ordersRefused = 0
     }
 
     public enum Failure: Error, CustomStringConvertible {
@@ -55,13 +60,28 @@ public struct OutboxSync: Sendable {
         self.options = options
     }
 
-    /// Sends everything waiting; returns when the outbox is empty. On failure the backlog stays, the error is
-    /// recorded in the store (for status), and the next run resumes from the centre's acknowledgement.
+    /// One round: sends everything waiting (uplink), then fetches the remote credit sold centrally for this
+    /// gateway's meters and queues it locally (downlink), and sends what that queued or refused. On failure the
+    /// backlog stays, the error is recorded in the store (for status), and the next run resumes from the centre's
+    /// acknowledgement; an order received twice is queued once.
     public func drain(now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) async throws(Failure)
         -> Run
     {
         do {
-            return try await CentralDatabase.with(self.central) { db in try await self.drain(db, now: now) }
+            return try await CentralDatabase.with(self.central) { db in
+                var run = try await self.drain(db, now: now)
+                let (queued, refused) = try await self.fetchOrders(db, now: now)
+                run.ordersQueued = queued
+                run.ordersRefused = refused
+                if queued + refused > 0 {
+                    let more = try await self.drain(db, now: now)
+                    run.batches += more.batches
+                    run.others += more.others
+                    run.conflicts += more.conflicts
+                    run.ackedSequence = more.ackedSequence
+                }
+                return run
+            }
         } catch let failure as Failure {
             try? self.store.recordSyncError(failure.description, now: now())
             throw failure
@@ -74,6 +94,38 @@ public struct OutboxSync: Sendable {
             throw .central(wrapped)
         }
     }
+
+    /// The downlink: the centre's pending orders for this gateway's meters, each queued once (or refused).
+    private func fetchOrders(_ db: CentralDatabase, now: @Sendable () -> Int64) async throws(Failure)
+        -> (queued: Int, refused: Int)
+    {
+        let orders: [FetchedOrder]
+        do {
+            orders = try await db.fetchOwnOrders(now: now())
+        } catch {
+            throw .central(error)
+        }
+        var queued = 0
+        var refused = 0
+        for o in orders {
+            let input = CentralOrderInput(orderID: o.id, requestID: o.requestID, meterSerial: o.meterSerial,
+                                          units: o.units, unitKind: o.unitKind, amountMinor: o.amountMinor,
+                                          currency: o.currency, soldAt: o.createdAt)
+            do {
+                switch try self.store.receive(input, by: Actor(Self.operatorName, now: now())) {
+                case .queued: queued += 1
+                case .refused: refused += 1
+                case .alreadyReceived: break
+                }
+            } catch {
+                throw .local(error)
+            }
+        }
+        return (queued, refused)
+    }
+
+    /// Who the gateway's audit log names for what sync did.
+    static let operatorName = "sync"
 
     private func drain(_ db: CentralDatabase, now: @Sendable () -> Int64) async throws(Failure) -> Run {
         var run = Run()
@@ -116,7 +168,8 @@ public struct OutboxSync: Sendable {
                 alarms: batch.alarms.map {
                     .init(meterSerial: $0.meterSerial, time: $0.time, alarms: Int32(truncatingIfNeeded: $0.alarms),
                           source: $0.source)
-                })
+                },
+                extra: Self.extra(of: batch))
             let receipt: SyncReceipt
             do {
                 receipt = try await db.ingest(request, now: now())
@@ -136,9 +189,41 @@ public struct OutboxSync: Sendable {
             run.batches += 1
             run.readings += receipt.readingsInserted
             run.alarms += receipt.alarmsInserted
+            run.others += receipt.othersInserted
             run.conflicts += receipt.conflicts
         }
         run.ackedSequence = acked
         return run
+    }
+
+    /// Everything but readings and alarms, as the centre's batch function takes it.
+    static func extra(of batch: OutboxBatch) -> SyncBatch.Extra {
+        var extra = SyncBatch.Extra()
+        extra.events = batch.events.map {
+            .init(meterSerial: $0.meterSerial, index: $0.index, time: $0.time, code: $0.code, value: $0.value)
+        }
+        extra.relays = batch.relayChanges.map {
+            .init(meterSerial: $0.meterSerial, time: $0.time, relay: $0.relay, reason: $0.reason, source: $0.source)
+        }
+        extra.uploads = batch.cardUploads.map {
+            let u = $0.upload
+            return .init(meterSerial: $0.meterSerial, image: [UInt8](u.image), cardSerial: u.cardSerial,
+                         outcome: u.outcome, refusal: u.refusal, refusalDetail: u.refusalDetail,
+                         lastApplied: u.lastAppliedSequence, unitsApplied: u.unitsApplied, register: u.register,
+                         credit: u.credit, meterTime: u.meterTime, alarms: u.alarms, uploadedAt: u.uploadedAt,
+                         operator: u.operator)
+        }
+        extra.purchases = batch.purchases.map {
+            let p = $0.purchase
+            return .init(meterSerial: $0.meterSerial, id: p.id!, state: $0.state, time: $0.time,
+                         requestId: p.requestId, sequence: p.sequence, mode: p.mode.rawValue, units: p.units,
+                         unitKind: p.unitKind, currency: p.currency, paidMinor: p.paidMinor,
+                         order: $0.centralOrderID)
+        }
+        extra.refusals = batch.orderRefusals.map {
+            .init(order: $0.orderID, meterSerial: $0.meterSerial, refusal: $0.refusal, time: $0.time)
+        }
+        extra.backlog = batch.backlogAfter
+        return extra
     }
 }

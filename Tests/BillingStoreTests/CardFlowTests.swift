@@ -47,6 +47,11 @@ import Testing
         #expect(again.repeated && again.applied.isEmpty)
         #expect(try store.count("SELECT count(*) FROM cardUpload") == 1)
         #expect(try store.check().isEmpty)
+        // For the centre: the upload once, with its image, and each purchase at every state it reached.
+        let batch = try #require(try store.outboxBatch(after: 0, limit: 1000))
+        #expect(batch.cardUploads.map(\.upload.image) == [Data(back)])
+        #expect(batch.purchases.map { "\($0.purchase.sequence)/\($0.state)" }
+                == ["1/created", "1/written", "2/created", "2/written", "1/applied", "2/applied"])
     }
 
     @Test func aForgedOrAlteredWriteBackIsRefusedAndRecordsNothing() throws {

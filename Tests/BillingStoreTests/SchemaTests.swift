@@ -8,7 +8,7 @@ import Testing
     @Test func migrationsAreNamedAndAppliedOnceOnAFileInWALMode() throws {
         let path = temporaryPath()
         let store = try BillingDatabase.open(path: path)
-        #expect(try store.appliedMigrations() == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox"])
+        #expect(try store.appliedMigrations() == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox", "v5-sync"])
         let again = try BillingDatabase.open(path: path, migrate: false)
         #expect(try again.migrate().applied.isEmpty)
         let (mode, keys, tables) = try store.writer.read { db in
@@ -26,7 +26,7 @@ import Testing
     @Test func migrateOnAnEmptyFileAppliesEveryMigrationInOrder() throws {
         let store = try BillingDatabase.open(path: temporaryPath(), migrate: false)
         let result = try store.migrate()
-        #expect(result.applied == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox"])
+        #expect(result.applied == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox", "v5-sync"])
         #expect(result.all == result.applied)
     }
 

@@ -21,7 +21,7 @@ struct CentralCommandTests {
     @Test func migrateTwiceThenAddAndListGateways() throws {
         let first = try CLI.run(["central", "migrate", "--url", self.url, "--json"])
         #expect(first.status == 0, "\(first.stderr)")
-        #expect(try self.json(first.stdout)["applied"] as? [String] == ["c1-central", "c2-ingest"])
+        #expect(try self.json(first.stdout)["applied"] as? [String] == ["c1-central", "c2-ingest", "c3-downlink"])
         // Again, by the environment variable: nothing to do.
         let second = try CLI.run(["central", "migrate"], environment: ["METERGW_CENTRAL_URL": self.url])
         #expect(second.status == 0 && second.stdout.contains("schema up to date"), "\(second.stderr)")
@@ -115,5 +115,45 @@ struct CentralCommandTests {
         let refused = try CLI.run(["sync", "run", "--db", path, "--url", gatewayURL.string!],
                                   environment: ["PGPASSWORD": "wrong-password"])
         #expect(refused.status == 77, "\(refused.stderr)")
+    
+        // Remote credit sold at the centre: the gateway's meter has no account here, so the gateway refuses the
+        // order, and the refusal is a conflict for a person, never a lost sale.
+        let sold = try CLI.run(["central", "sell", "--url", self.url, "--meter", "20251125", "--units", "1000",
+                                "--amount", "5.00", "--request-id", "centre-1", "--json"])
+        #expect(sold.status == 0, "\(sold.stderr)")
+        #expect(try self.json(sold.stdout)["state"] as? String == "pending")
+        let repeated = try CLI.run(["central", "sell", "--url", self.url, "--meter", "20251125", "--units", "1000",
+                                    "--amount", "5.00", "--request-id", "centre-1", "--json"])
+        #expect(try self.json(repeated.stdout)["repeated"] as? Bool == true)
+        let unknown = try CLI.run(["central", "sell", "--url", self.url, "--meter", "99", "--units", "1",
+                                   "--amount", "1.00"])
+        #expect(unknown.status == 76 && unknown.stderr.contains("no meter with serial 99"), "\(unknown.stderr)")
+        let round = try CLI.run(["sync", "run", "--db", path, "--url", gatewayURL.string!, "--json"],
+                                environment: ["PGPASSWORD": password])
+        #expect(round.status == 0, "\(round.stderr)")
+        #expect(try self.json(round.stdout)["ordersRefused"] as? Int == 1)
+        let orders = try self.json(try CLI.run(["central", "orders", "--url", self.url, "--json"]).stdout)
+        let order = try #require((orders["orders"] as? [[String: Any]])?.first)
+        #expect(order["state"] as? String == "refused" && order["refusal"] as? String == "no-account")
+        let conflicts = try CLI.run(["central", "conflicts", "--url", self.url])
+        #expect(conflicts.status == 0 && conflicts.stdout.contains("order-refused")
+                && conflicts.stdout.contains("no-account"), "\(conflicts.stdout)")
+        let listed = try self.json(try CLI.run(["central", "conflicts", "list", "--url", self.url, "--json"]).stdout)
+        let conflictID = try #require((listed["conflicts"] as? [[String: Any]])?.first?["id"] as? Int)
+        let resolved = try CLI.run(["central", "conflicts", "resolve", String(conflictID), "--resolution",
+                                    "refunded at the counter", "--url", self.url])
+        #expect(resolved.status == 0, "\(resolved.stderr)")
+        #expect(try CLI.run(["central", "conflicts", "--url", self.url]).stdout.contains("no open conflicts"))
+        let twice = try CLI.run(["central", "conflicts", "resolve", String(conflictID), "--resolution", "again",
+                                 "--url", self.url])
+        #expect(twice.status == 76, "\(twice.stderr)")
+        // The centre's view of every gateway: acknowledged, backlog as last reported, lag, open orders.
+        let status = try CLI.run(["sync", "status", "--url", self.url, "--json"])
+        #expect(status.status == 0, "\(status.stderr)")
+        let row = try #require((try self.json(status.stdout)["gateways"] as? [[String: Any]])?.first)
+        #expect(row["name"] as? String == name && row["ackedSequence"] as? Int == 251 && row["backlog"] as? Int == 0
+                && row["openOrders"] as? Int == 0)
+        let table = try CLI.run(["sync", "status", "--url", self.url])
+        #expect(table.stdout.contains(name) && table.stdout.contains("open orders"), "\(table.stdout)")
     }
 }

@@ -12,6 +12,7 @@ import Testing
         ["account"], ["meter"], ["tariff"], ["sell"], ["report"], ["report", "meters"], ["report", "alarms"],
         ["db"], ["central"], ["central", "migrate"], ["central", "gateway", "add"], ["serve"], ["status"],
         ["demo"], ["modbus"], ["modbus", "read-holding"], ["modbus", "write-registers"], ["sync", "run"],
+        ["sync", "status"], ["central", "sell"], ["central", "orders"], ["central", "conflicts"], ["central", "conflicts", "resolve"],
     ]
 
     @Test(arguments: commands)
