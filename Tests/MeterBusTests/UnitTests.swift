@@ -143,15 +143,25 @@ import Testing
         r.reset()
         let clock = ContinuousClock()
         r.append(Array(status[..<5]), at: clock.now)
-        #expect(r.decoder.next() == nil && r.neededBytes() == 10)
+        #expect(r.decoder.next() == nil && r.neededBytes == 10)
         r.append(Array(status[5..<20]), at: clock.now)
-        #expect(r.decoder.next() == nil && r.neededBytes() == 36)
+        #expect(r.decoder.next() == nil && r.neededBytes == 36)
         r.append(Array(status[20...]), at: clock.now)
         guard case .frame(let frame, let offset) = r.decoder.next() else {
             Issue.record("no frame")
             return
         }
         #expect(frame.encoded() == status && r.bytes(offset: offset, count: 3) == [0x7E, 0x01, 0x80])
+
+        // Knowing the last answer's length, the receiver waits for the whole frame in one sleep, not the header
+        // first; the header's declared length still decides once it is in.
+        r.reset()
+        r.expectedLength = 56
+        r.append(Array(status[..<1]), at: clock.now)
+        #expect(r.decoder.next() == nil && r.neededBytes == 55)
+        r.expectedLength = 80
+        r.append(Array(status[1..<20]), at: clock.now)
+        #expect(r.decoder.next() == nil && r.neededBytes == 36)
     }
 
     @Test func targetsAddressAndMatch() {
