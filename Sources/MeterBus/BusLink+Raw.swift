@@ -90,7 +90,10 @@ extension BusLink {
                 tally.bytesSent += request.bytes.count
                 let heard = try self.receiveRaw(
                     request, receiver: &receiver, drained: drained, firstByteTimeout: firstByteTimeout,
-                    echo: stripEcho, lastByteAt: nil, record: &record, tally: &tally)
+                    echo: stripEcho, lastByteAt: nil,
+                    wakeAt: attempt == 1
+                        ? self.predictedEnd(key, learned, length: request.framing.expectedLength, drained: drained) : nil,
+                    record: &record, tally: &tally)
                 if let heard {
                     if !heard.busy { return finish(heard, attempt: attempt) }
                     record.note(.busy)
@@ -145,11 +148,11 @@ extension BusLink {
     private func receiveRaw(
         _ request: RawRequest, receiver: inout RawReceiver, drained: ContinuousClock.Instant,
         firstByteTimeout: Duration, echo: Bool, lastByteAt: ContinuousClock.Instant?,
-        record: inout AttemptRecord, tally: inout TransactionTally
+        wakeAt: ContinuousClock.Instant? = nil, record: inout AttemptRecord, tally: inout TransactionTally
     ) throws(BusError) -> Heard<RawReceived>? {
         try self.receive(
             &receiver, request: request.bytes, drained: drained, firstByteTimeout: firstByteTimeout, echo: echo,
-            lastByteAt: lastByteAt, record: &record, tally: &tally
+            lastByteAt: lastByteAt, wakeAt: wakeAt, record: &record, tally: &tally
         ) { received, _, tally in
             let bytes = received.bytes
             if !request.answerMayRepeatRequest, bytes == request.bytes

@@ -40,7 +40,7 @@ public final class BusLink {
     /// Length of the last answer per command, to predict when the next one is complete.
     private var answerLength: [UInt8: Int] = [:]
     /// Per target, transactions read after a predicted sleep since the last one measured exactly.
-    private var predictions: [CalibrationKey: Int] = [:]
+    var predictions: [CalibrationKey: Int] = [:]
     /// The last exchange ended with its answer and nothing else on the line, at this instant: stale input is then
     /// unlikely, and a flush (a system call) before the next request is skipped for a while. Whatever arrives
     /// anyway is handled by the decoder and the SEQ match; the flush is hygiene, not what makes matching safe.
@@ -226,7 +226,8 @@ public final class BusLink {
                 let heard = try self.receive(
                     request: request, bytes: bytes, target: target, drained: drained,
                     firstByteTimeout: firstByteTimeout, echo: self.options.echo == .auto, lastByteAt: nil,
-                    wakeAt: attempt == 1 ? self.predictedEnd(key, learned, command: command, drained: drained) : nil,
+                    wakeAt: attempt == 1 ? self.predictedEnd(key, learned, length: self.answerLength[command],
+                                                                      drained: drained) : nil,
                     record: &record, tally: &tally, observer: observer)
                 if let heard {
                     if let frame = try self.accept(heard, attempt: attempt, tries: tries, timeout: firstByteTimeout,
@@ -413,25 +414,30 @@ public final class BusLink {
     }
 
     /// When the answer should be complete, so that the whole frame is read after one sleep instead of waking for
-    /// its first byte and again for the rest: the target's shortest turnaround plus the wire time of the answer
-    /// as long as the last answer to this command. nil until the target is calibrated and then on one transaction
-    /// in eight, which wait for the first byte and measure the turnaround exactly: a frame read after a sleep
-    /// tells when it was complete, not when it began. Waking too late costs latency, never an answer; the
-    /// shortest sample makes that rare.
-    private func predictedEnd(
-        _ key: CalibrationKey, _ learned: Learned, command: UInt8, drained: ContinuousClock.Instant
+    /// its first byte and again for the rest: the target's shortest turnaround plus the wire time of an answer of
+    /// `length` bytes (from the request, or the last answer to the same command). nil until the target is
+    /// calibrated and then on one transaction in eight, which wait for the first byte and measure the turnaround
+    /// exactly: a frame read after a sleep tells when it was complete, not when it began. Waking too late costs
+    /// latency, never an answer; the shortest sample makes that rare. Also nil where the line delivers answers in
+    /// bursts rather than at wire pace (the adapter's median lag is over half the answer's wire time: a fast
+    /// pseudo-terminal, a USB adapter that buffers): there the first byte comes with the rest, and waiting for it
+    /// is one wake-up too.
+    func predictedEnd(
+        _ key: CalibrationKey, _ learned: Learned, length: Int?, drained: ContinuousClock.Instant
     ) -> ContinuousClock.Instant? {
-        guard self.options.calibrate, let length = self.answerLength[command] else { return nil }
+        guard self.options.calibrate, let length, length > 1 else { return nil }
         let count = self.predictions[key, default: 0]
         guard count < 7 else {
             self.predictions[key] = 0
             return nil
         }
-        guard let calibrator = learned.turnaround, calibrator.isCalibrated, let shortest = calibrator.shortest else {
-            return nil
-        }
+        guard let calibrator = learned.turnaround, calibrator.isCalibrated, let shortest = calibrator.shortest,
+            learned.adapterLag.isCalibrated, let lag = learned.adapterLag.percentile(50)
+        else { return nil }
+        let wire = self.characters(length - 1)
+        guard .microseconds(lag) * 2 < wire else { return nil }
         self.predictions[key] = count + 1
-        return drained + .microseconds(shortest) + self.characters(length - 1)
+        return drained + .microseconds(shortest) + wire
     }
 
     /// The configured adapter latency until enough answers showed how late the adapter delivers bytes.

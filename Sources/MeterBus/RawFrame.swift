@@ -15,6 +15,11 @@ public enum RawFraming: Sendable, Hashable {
     case modbusRTU(expectedLength: Int?)
     /// DL/T 645-2007: 68 A0..A5 68 C L DATA CS 16, FE wake-up bytes skipped; the structure delimits the frame.
     case dlt645
+
+    /// The answer's whole length where the request tells it.
+    var expectedLength: Int? {
+        if case .modbusRTU(let expected) = self { expected } else { nil }
+    }
 }
 
 /// What a received frame is to the request in flight.
