@@ -92,8 +92,10 @@ struct FileDescriptorIO {
         throws(SerialError) -> [UInt8]
     {
         precondition(maxCount > 0, "read(upTo:) needs a positive count")
-        // Try first: bytes already queued are returned even when the deadline has passed.
-        var bytes = try self.readAvailable(upTo: maxCount)
+        // A caller that cannot wait most likely finds bytes queued (it slept for them): read first. One that can
+        // wait most likely finds none yet: poll first, which returns at once if some are there, and spare the
+        // read that would come back empty. Queued bytes are returned even when the deadline has passed.
+        var bytes = deadline <= .now ? try self.readAvailable(upTo: maxCount) : []
         while bytes.isEmpty {
             guard let revents = try self.wait(for: POLLIN, until: deadline) else {
                 throw .timeout(operation: operation, path: self.path, partial: [])
