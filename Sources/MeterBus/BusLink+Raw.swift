@@ -29,7 +29,7 @@ extension BusLink {
         let echoDetected = self.shared.statistics.withLock { $0.echoDetected }
         let stripEcho = self.options.echo == .auto && (!request.answerMayRepeatRequest || echoDetected)
 
-        func finish(_ heard: RawHeard, attempt: Int) -> RawAnswer {
+        func finish(_ heard: Heard<RawReceived>, attempt: Int) -> RawAnswer {
             self.wireFreeAt = heard.lastByteAt + self.gap
             tally.answered = true
             let quiet = tally.framesSent == 1 && tally.crcErrors == 0 && tally.partialFrames == 0
@@ -42,15 +42,15 @@ extension BusLink {
             let earlierAnswered = attempt == sends.count && attempt > 1
                 && evidence.attempts.prefix(attempt - 1).allSatisfy { $0.seen.weight >= Evidence.Seen.garbage([]).weight }
             self.calibrate(key, firstByteAt: heard.firstByteAt, lastByteAt: heard.lastByteAt,
-                           length: heard.bytes.count, exact: heard.exact,
+                           length: heard.frame.bytes.count, exact: heard.exact,
                            sends: earlierAnswered ? [sends[attempt - 1]] : sends, firstTry: firstTry || earlierAnswered)
             if firstTry && heard.exact, let drained = sends.first {
                 tally.turnaroundMicros = (heard.firstByteAt - drained).micros
             }
             self.commit(tally, target: target)
-            self.trace(.answeredRaw(request.label, bytes: heard.bytes, at: self.since(heard.lastByteAt),
+            self.trace(.answeredRaw(request.label, bytes: heard.frame.bytes, at: self.since(heard.lastByteAt),
                                     latency: firstStart.map { heard.lastByteAt - $0 } ?? .zero))
-            return RawAnswer(frame: heard.frame, bytes: heard.bytes, evidence: evidence)
+            return RawAnswer(frame: heard.frame.frame, bytes: heard.frame.bytes, evidence: evidence)
         }
 
         do throws(BusError) {
@@ -90,7 +90,10 @@ extension BusLink {
                 tally.bytesSent += request.bytes.count
                 let heard = try self.receiveRaw(
                     request, receiver: &receiver, drained: drained, firstByteTimeout: firstByteTimeout,
-                    echo: stripEcho, lastByteAt: nil, record: &record, tally: &tally)
+                    echo: stripEcho, lastByteAt: nil,
+                    wakeAt: attempt == 1
+                        ? self.predictedEnd(key, learned, length: request.framing.expectedLength, drained: drained) : nil,
+                    record: &record, tally: &tally)
                 if let heard {
                     if !heard.busy { return finish(heard, attempt: attempt) }
                     record.note(.busy)
@@ -140,156 +143,37 @@ extension BusLink {
         self.line.baudRate > 19_200 ? .microseconds(1_750) : self.characters(7) / 2
     }
 
-    /// A matching raw frame, with when its first byte and the try's last byte arrived.
-    struct RawHeard {
-        var frame: RawFrame
-        var bytes: [UInt8]
-        var firstByteAt: ContinuousClock.Instant
-        var lastByteAt: ContinuousClock.Instant
-        var exact: Bool
-        var busy: Bool
-    }
-
     /// Reads until the answer (or a busy answer) is complete, or until `firstByteTimeout` after `drained` passed
-    /// with no frame in progress (nil). Mirrors the native receive: a started frame gets its wire time plus the
-    /// silence that ends it; what is not the answer extends the wait, up to the maximum.
+    /// with no frame in progress (nil): the bus's one receive loop with the protocol's framer.
     private func receiveRaw(
         _ request: RawRequest, receiver: inout RawReceiver, drained: ContinuousClock.Instant,
-        firstByteTimeout: Duration, echo echoActive: Bool, lastByteAt initialLastByteAt: ContinuousClock.Instant?,
-        record: inout AttemptRecord, tally: inout TransactionTally
-    ) throws(BusError) -> RawHeard? {
-        var deadline = drained + firstByteTimeout
-        let cap = drained + max(firstByteTimeout, self.options.maximumTimeout)
-        var echo = EchoStripper(request: request.bytes, active: echoActive)
-        var echoHeldAt: Stamp?
-        var lastByteAt = initialLastByteAt
-        var afterSleep = false
-        let endSilence = receiver.endsBySilence ? self.modbusSilence + self.adapterAllowance : self.abortSilence
-
-        func extend() {
-            guard firstByteTimeout > .zero else { return }
-            deadline = max(deadline, min(self.clock.now + firstByteTimeout, cap))
-        }
-
-        while true {
-            while let item = receiver.next(now: self.clock.now) {
-                switch item {
-                case .skipped(let seen, let count):
-                    switch seen {
-                    case .crcMismatch: tally.crcErrors += 1
-                    case .partialFrame: tally.partialFrames += 1
-                    default: tally.garbageBytes += count
-                    }
-                    record.note(seen)
-                    self.trace(.discarded(seen, at: self.since(self.clock.now)))
-                    extend()
-                case .frame(let frame, let bytes, let at, let exact):
-                    if bytes == request.bytes || (request.bytes.count > bytes.count
-                                                  && Array(request.bytes.suffix(bytes.count)) == bytes
-                                                  && request.bytes.prefix(request.bytes.count - bytes.count)
-                                                      .allSatisfy { $0 == 0xFE }),
-                        !request.answerMayRepeatRequest
-                    {
-                        // Our own request, come back from a half-duplex adapter (FE preamble stripped).
-                        tally.echoes += 1
-                        self.shared.statistics.withLock { $0.echoDetected = true }
-                        record.note(.onlyEcho)
-                        self.trace(.discarded(.onlyEcho, at: self.since(self.clock.now)))
-                        extend()
-                        continue
-                    }
-                    switch request.verdict(frame) {
-                    case .answer, .busy:
-                        let busy = request.verdict(frame) == .busy
-                        return RawHeard(frame: frame, bytes: bytes, firstByteAt: at, lastByteAt: lastByteAt ?? at,
-                                        exact: exact, busy: busy)
-                    case .wrongStation(let station):
-                        tally.wrongAddress += 1
-                        record.note(.wrongStation(station))
-                        self.trace(.discarded(.wrongStation(station), at: self.since(self.clock.now)))
-                    case .notAnswer:
-                        tally.staleFrames += 1
-                        record.note(.otherTraffic)
-                        self.trace(.discarded(.otherTraffic, at: self.since(self.clock.now)))
-                    }
-                    extend()
-                }
-            }
-            let now = self.clock.now
-            let readDeadline: ContinuousClock.Instant
-            if let last = lastByteAt, receiver.bufferedByteCount > 0 || echo.heldCount > 0 {
-                let needed = echo.heldCount > 0 ? echo.missing : receiver.neededBytes
-                let completeBy = last + self.characters(needed) + endSilence
-                if now >= completeBy {
-                    if echo.heldCount > 0 {
-                        receiver.append(echo.release(), at: echoHeldAt?.at ?? last, exact: echoHeldAt?.exact ?? false)
-                    } else {
-                        receiver.finish()
-                        while let item = receiver.next(now: self.clock.now) {
-                            if case .skipped(let seen, let count) = item {
-                                if case .partialFrame = seen { tally.partialFrames += 1 } else if case .crcMismatch = seen {
-                                    tally.crcErrors += 1
-                                } else {
-                                    tally.garbageBytes += count
-                                }
-                                record.note(seen)
-                                self.trace(.discarded(seen, at: self.since(self.clock.now)))
-                            } else if case .frame(let frame, let bytes, let at, let exact) = item,
-                                request.verdict(frame) == .answer
-                            {
-                                receiver.resume()
-                                return RawHeard(frame: frame, bytes: bytes, firstByteAt: at, lastByteAt: last,
-                                                exact: exact, busy: false)
-                            }
-                        }
-                        receiver.resume()
-                    }
-                    continue
-                }
-                let expected = last + self.characters(needed)
-                if needed > 1 && expected > now {
-                    self.sleep(until: expected)
-                    afterSleep = true
-                }
-                // Wake when the silence that ends the frame has passed, unless more bytes come first.
-                readDeadline = receiver.endsBySilence && echo.heldCount == 0
-                    ? max(expected, last + endSilence) : completeBy
-            } else {
-                if now >= deadline && !afterSleep { return nil }
-                readDeadline = deadline
-            }
-            let chunk: [UInt8]
-            let exact = !afterSleep
-            do {
-                chunk = try self.transport.read(upTo: 512, deadline: afterSleep ? self.clock.now : readDeadline)
-            } catch .timeout {
-                afterSleep = false
-                continue
-            } catch .removed(let path) {
-                throw .adapterGone(path: path)
-            } catch {
-                throw .serial(error)
-            }
-            afterSleep = false
-            let at = self.clock.now
-            lastByteAt = at
-            tally.bytesReceived += chunk.count
-            record.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: chunk))
-            self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
-            let heldBefore = echo.heldCount
-            let (released, rest, echoed) = echo.strip(chunk)
-            if echoed {
+        firstByteTimeout: Duration, echo: Bool, lastByteAt: ContinuousClock.Instant?,
+        wakeAt: ContinuousClock.Instant? = nil, record: inout AttemptRecord, tally: inout TransactionTally
+    ) throws(BusError) -> Heard<RawReceived>? {
+        try self.receive(
+            &receiver, request: request.bytes, drained: drained, firstByteTimeout: firstByteTimeout, echo: echo,
+            lastByteAt: lastByteAt, wakeAt: wakeAt, record: &record, tally: &tally
+        ) { received, _, tally in
+            let bytes = received.bytes
+            if !request.answerMayRepeatRequest, bytes == request.bytes
+                || (request.bytes.count > bytes.count && request.bytes.suffix(bytes.count).elementsEqual(bytes)
+                    && request.bytes.prefix(request.bytes.count - bytes.count).allSatisfy { $0 == 0xFE })
+            {
+                // Our own request, come back from a half-duplex adapter (FE preamble stripped).
                 tally.echoes += 1
                 self.shared.statistics.withLock { $0.echoDetected = true }
-                record.note(.onlyEcho)
-                self.trace(.discarded(.onlyEcho, at: self.since(at)))
-                extend()
+                return .discard(.onlyEcho)
             }
-            if !released.isEmpty, let held = echoHeldAt {
-                receiver.append(released, at: held.at, exact: held.exact)
+            switch request.verdict(received.frame) {
+            case .answer: return .answer
+            case .busy: return .busy
+            case .wrongStation(let station):
+                tally.wrongAddress += 1
+                return .discard(.wrongStation(station))
+            case .notAnswer:
+                tally.staleFrames += 1
+                return .discard(.otherTraffic)
             }
-            if heldBefore == 0 && echo.heldCount > 0 { echoHeldAt = Stamp(at: at, exact: exact) }
-            receiver.append(rest, at: at, exact: exact)
         }
     }
 }

@@ -40,7 +40,7 @@ public final class BusLink {
     /// Length of the last answer per command, to predict when the next one is complete.
     private var answerLength: [UInt8: Int] = [:]
     /// Per target, transactions read after a predicted sleep since the last one measured exactly.
-    private var predictions: [CalibrationKey: Int] = [:]
+    var predictions: [CalibrationKey: Int] = [:]
     /// The last exchange ended with its answer and nothing else on the line, at this instant: stale input is then
     /// unlikely, and a flush (a system call) before the next request is skipped for a while. Whatever arrives
     /// anyway is handled by the decoder and the SEQ match; the flush is hygiene, not what makes matching safe.
@@ -162,8 +162,9 @@ public final class BusLink {
         var sends: [ContinuousClock.Instant] = []
         var firstStart: ContinuousClock.Instant?
         self.reception.reset()
+        self.reception.expectedLength = self.answerLength[command]
 
-        func finish(_ frame: Frame, _ heard: Heard, attempt: Int) -> Answer {
+        func finish(_ frame: Frame, _ heard: Heard<Frame>, attempt: Int) -> Answer {
             self.wireFreeAt = heard.lastByteAt + self.gap
             tally.answered = true
             let quiet = tally.framesSent == 1 && tally.crcErrors == 0 && tally.partialFrames == 0
@@ -225,7 +226,8 @@ public final class BusLink {
                 let heard = try self.receive(
                     request: request, bytes: bytes, target: target, drained: drained,
                     firstByteTimeout: firstByteTimeout, echo: self.options.echo == .auto, lastByteAt: nil,
-                    wakeAt: attempt == 1 ? self.predictedEnd(key, learned, command: command, drained: drained) : nil,
+                    wakeAt: attempt == 1 ? self.predictedEnd(key, learned, length: self.answerLength[command],
+                                                                      drained: drained) : nil,
                     record: &record, tally: &tally, observer: observer)
                 if let heard {
                     if let frame = try self.accept(heard, attempt: attempt, tries: tries, timeout: firstByteTimeout,
@@ -255,7 +257,7 @@ public final class BusLink {
 
     /// Turns a matching frame into the answer, or a refusal; returns nil for NAK BUSY with tries left.
     private func accept(
-        _ heard: Heard, attempt: Int, tries: Int, timeout: Duration, evidence: inout Evidence,
+        _ heard: Heard<Frame>, attempt: Int, tries: Int, timeout: Duration, evidence: inout Evidence,
         record: inout AttemptRecord, tally: inout TransactionTally
     ) throws(BusError) -> Frame? {
         let frame = heard.frame
@@ -278,15 +280,6 @@ public final class BusLink {
 
     // MARK: Receiving
 
-    /// The matching frame of a try, with when its first byte and the last byte of the try arrived.
-    struct Heard {
-        var frame: Frame
-        var firstByteAt: ContinuousClock.Instant
-        var lastByteAt: ContinuousClock.Instant
-        /// Whether `firstByteAt` is when the first byte arrived, not only when it was read after a sleep.
-        var exact: Bool
-    }
-
     /// What one try saw, for the evidence.
     struct AttemptRecord {
         var seen = Evidence.Seen.nothing
@@ -298,132 +291,25 @@ public final class BusLink {
     }
 
     /// Reads until the answer to `request` is complete (returned), or until `firstByteTimeout` after `drained`
-    /// passed with no frame in progress (nil). A started frame is given its transmission time plus `Ta` of
-    /// silence; what is not the answer extends the wait (it did not use up the meter's time), up to the maximum.
+    /// passed with no frame in progress (nil): the bus's one receive loop with the native decoder.
     private func receive(
         request: Frame, bytes: [UInt8], target: Target, drained: ContinuousClock.Instant,
-        firstByteTimeout: Duration, echo echoActive: Bool, lastByteAt initialLastByteAt: ContinuousClock.Instant?,
+        firstByteTimeout: Duration, echo: Bool, lastByteAt: ContinuousClock.Instant?,
         wakeAt: ContinuousClock.Instant? = nil, record: inout AttemptRecord, tally: inout TransactionTally,
         observer: ((Frame) -> Void)?
-    ) throws(BusError) -> Heard? {
-        var deadline = drained + firstByteTimeout
-        let cap = drained + max(firstByteTimeout, self.options.maximumTimeout)
-        var echo = EchoStripper(request: bytes, active: echoActive)
-        /// When the first byte held as a possible echo arrived.
-        var echoHeldAt: Stamp?
-        var lastByteAt = initialLastByteAt
-        var finishing = false
-        // After a sleep, what is queued is read without waiting and its time is only an upper bound. The predicted
-        // end of the answer lies past its first-byte deadline; what arrived by then is read before any timeout.
-        var afterSleep = false
-        if let wakeAt {
-            self.sleep(until: min(wakeAt, cap))
-            afterSleep = true
-        }
-
-        func extend() {
-            guard firstByteTimeout > .zero else { return }
-            deadline = max(deadline, min(self.clock.now + firstByteTimeout, cap))
-        }
-
-        while true {
-            while let item = self.reception.decoder.next() {
-                switch item {
-                case .skipped(let offset, let count, let reason):
-                    let raw = self.reception.bytes(offset: offset, count: count)
-                    let seen: Evidence.Seen
-                    switch reason {
-                    case .crcMismatch, .headerCheckMismatch, .lengthTooLarge:
-                        seen = .crcMismatch(raw)
-                        tally.crcErrors += 1
-                    case .truncated:
-                        seen = .partialFrame(raw)
-                        tally.partialFrames += 1
-                    case .noStartMarker:
-                        seen = .garbage(raw)
-                        tally.garbageBytes += count
-                    }
-                    record.note(seen)
-                    self.trace(.discarded(seen, at: self.since(self.clock.now)))
-                    extend()
-                case .frame(let frame, let offset):
-                    let (at, exact) = self.reception.arrival(ofOffset: offset)
-                    if frame.isResponse && frame.sequence == request.sequence && frame.command == request.command
-                        && target.isSource(of: frame)
-                    {
-                        if finishing { self.reception.decoder.resume() }
-                        return Heard(frame: frame, firstByteAt: at, lastByteAt: lastByteAt ?? at, exact: exact)
-                    }
-                    let seen = self.classify(frame, request: request, bytes: bytes, at: at, tally: &tally)
-                    record.note(seen)
-                    observer?(frame)
-                    self.trace(.discarded(seen, at: self.since(self.clock.now)))
-                    extend()
-                }
+    ) throws(BusError) -> Heard<Frame>? {
+        try self.receive(
+            &self.reception, request: bytes, drained: drained, firstByteTimeout: firstByteTimeout, echo: echo,
+            lastByteAt: lastByteAt, wakeAt: wakeAt, record: &record, tally: &tally
+        ) { frame, at, tally in
+            if frame.isResponse && frame.sequence == request.sequence && frame.command == request.command
+                && target.isSource(of: frame)
+            {
+                return .answer
             }
-            if finishing {
-                self.reception.decoder.resume()
-                finishing = false
-            }
-            let now = self.clock.now
-            let readDeadline: ContinuousClock.Instant
-            if let last = lastByteAt, self.reception.decoder.bufferedByteCount > 0 || echo.heldCount > 0 {
-                // A frame (or our echo) has started: wait for the bytes it still needs.
-                let needed = echo.heldCount > 0 ? echo.missing : self.reception.neededBytes()
-                let completeBy = last + self.characters(needed) + self.abortSilence
-                if now >= completeBy {
-                    if echo.heldCount > 0 {
-                        self.reception.append(echo.release(), at: echoHeldAt?.at ?? last,
-                                              exact: echoHeldAt?.exact ?? false)
-                    } else {
-                        self.reception.decoder.finish()
-                        finishing = true
-                    }
-                    continue
-                }
-                let expected = last + self.characters(needed)
-                if needed > 1 && expected > now {
-                    self.sleep(until: expected)
-                    afterSleep = true
-                }
-                readDeadline = completeBy
-            } else {
-                if now >= deadline && !afterSleep { return nil }
-                readDeadline = deadline
-            }
-            let chunk: [UInt8]
-            let exact = !afterSleep
-            do {
-                chunk = try self.transport.read(upTo: Frame.maxFrameLength,
-                                                deadline: afterSleep ? self.clock.now : readDeadline)
-            } catch .timeout {
-                afterSleep = false
-                continue
-            } catch .removed(let path) {
-                throw .adapterGone(path: path)
-            } catch {
-                throw .serial(error)
-            }
-            afterSleep = false
-            let at = self.clock.now
-            lastByteAt = at
-            tally.bytesReceived += chunk.count
-            record.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: chunk))
-            self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
-            let heldBefore = echo.heldCount
-            let (released, rest, echoed) = echo.strip(chunk)
-            if echoed {
-                tally.echoes += 1
-                self.shared.statistics.withLock { $0.echoDetected = true }
-                record.note(.onlyEcho)
-                self.trace(.discarded(.onlyEcho, at: self.since(at)))
-                extend()
-            }
-            if !released.isEmpty, let held = echoHeldAt {
-                self.reception.append(released, at: held.at, exact: held.exact)
-            }
-            if heldBefore == 0 && echo.heldCount > 0 { echoHeldAt = Stamp(at: at, exact: exact) }
-            self.reception.append(rest, at: at, exact: exact)
+            let seen = self.classify(frame, request: request, bytes: bytes, at: at, tally: &tally)
+            observer?(frame)
+            return .discard(seen)
         }
     }
 
@@ -528,25 +414,30 @@ public final class BusLink {
     }
 
     /// When the answer should be complete, so that the whole frame is read after one sleep instead of waking for
-    /// its first byte and again for the rest: the target's shortest turnaround plus the wire time of the answer
-    /// as long as the last answer to this command. nil until the target is calibrated and then on one transaction
-    /// in eight, which wait for the first byte and measure the turnaround exactly: a frame read after a sleep
-    /// tells when it was complete, not when it began. Waking too late costs latency, never an answer; the
-    /// shortest sample makes that rare.
-    private func predictedEnd(
-        _ key: CalibrationKey, _ learned: Learned, command: UInt8, drained: ContinuousClock.Instant
+    /// its first byte and again for the rest: the target's shortest turnaround plus the wire time of an answer of
+    /// `length` bytes (from the request, or the last answer to the same command). nil until the target is
+    /// calibrated and then on one transaction in eight, which wait for the first byte and measure the turnaround
+    /// exactly: a frame read after a sleep tells when it was complete, not when it began. Waking too late costs
+    /// latency, never an answer; the shortest sample makes that rare. Also nil where the line delivers answers in
+    /// bursts rather than at wire pace (the adapter's median lag is over half the answer's wire time: a fast
+    /// pseudo-terminal, a USB adapter that buffers): there the first byte comes with the rest, and waiting for it
+    /// is one wake-up too.
+    func predictedEnd(
+        _ key: CalibrationKey, _ learned: Learned, length: Int?, drained: ContinuousClock.Instant
     ) -> ContinuousClock.Instant? {
-        guard self.options.calibrate, let length = self.answerLength[command] else { return nil }
+        guard self.options.calibrate, let length, length > 1 else { return nil }
         let count = self.predictions[key, default: 0]
         guard count < 7 else {
             self.predictions[key] = 0
             return nil
         }
-        guard let calibrator = learned.turnaround, calibrator.isCalibrated, let shortest = calibrator.shortest else {
-            return nil
-        }
+        guard let calibrator = learned.turnaround, calibrator.isCalibrated, let shortest = calibrator.shortest,
+            learned.adapterLag.isCalibrated, let lag = learned.adapterLag.percentile(50)
+        else { return nil }
+        let wire = self.characters(length - 1)
+        guard .microseconds(lag) * 2 < wire else { return nil }
         self.predictions[key] = count + 1
-        return drained + .microseconds(shortest) + self.characters(length - 1)
+        return drained + .microseconds(shortest) + wire
     }
 
     /// The configured adapter latency until enough answers showed how late the adapter delivers bytes.
@@ -561,7 +452,7 @@ public final class BusLink {
         return min(.microseconds(2 * p99) + self.options.calibrationMargin, self.options.maximumTimeout)
     }
 
-    private func calibrate(_ key: CalibrationKey, heard: Heard, sends: [ContinuousClock.Instant], firstTry: Bool) {
+    private func calibrate(_ key: CalibrationKey, heard: Heard<Frame>, sends: [ContinuousClock.Instant], firstTry: Bool) {
         self.calibrate(key, firstByteAt: heard.firstByteAt, lastByteAt: heard.lastByteAt,
                        length: heard.frame.encodedLength, exact: heard.exact, sends: sends, firstTry: firstTry)
     }
@@ -696,7 +587,7 @@ public final class BusLink {
                 let now = self.clock.now
                 var readDeadline = end
                 if let last = lastByteAt, self.reception.decoder.bufferedByteCount > 0 || echo.heldCount > 0 {
-                    let needed = echo.heldCount > 0 ? echo.missing : self.reception.neededBytes()
+                    let needed = echo.heldCount > 0 ? echo.missing : self.reception.neededBytes
                     let completeBy = last + self.characters(needed) + self.abortSilence
                     if now >= completeBy {
                         if echo.heldCount > 0 {
@@ -762,6 +653,8 @@ struct Reception {
     /// Where each chunk starts, when it was read, and whether that is when it arrived (read while waiting) or only
     /// an upper bound (it was already queued after a sleep).
     private var arrivals: [Arrival] = []
+    /// The whole answer's length where the last answer to the same command tells it (a hint for one sleep).
+    var expectedLength: Int?
 
     struct Arrival {
         var offset: Int
@@ -770,6 +663,7 @@ struct Reception {
     }
 
     mutating func reset() {
+        self.expectedLength = nil
         self.decoder.reset()
         self.base = self.decoder.streamOffset
         self.stream.removeAll(keepingCapacity: true)
@@ -798,15 +692,45 @@ struct Reception {
         return (found.at, found.exact)
     }
 
-    /// Bytes the frame held by the decoder still needs: up to its header, then up to its declared length.
-    func neededBytes() -> Int {
+    /// Bytes the frame held by the decoder still needs: up to its declared length once its header is in; before
+    /// that, up to `expectedLength` (the last answer to the same command) where known, else up to the header.
+    var neededBytes: Int {
         let held = self.decoder.bufferedByteCount
         guard held > 0, held <= self.stream.count else { return 1 }
         let start = self.stream.count - held
-        guard held >= Frame.headerLength else { return Frame.minFrameLength - held }
+        guard held >= Frame.headerLength else {
+            if let expected = self.expectedLength, expected > Frame.headerLength { return expected - held }
+            return Frame.minFrameLength - held
+        }
         let length = Int(self.stream[start + 10]) << 8 | Int(self.stream[start + 11])
         return max(1, Frame.minFrameLength + length - held)
     }
+}
+
+extension Reception: ReceiveFramer {
+    var maxRead: Int { Frame.maxFrameLength }
+    var endsBySilence: Bool { false }
+    var bufferedByteCount: Int { self.decoder.bufferedByteCount }
+
+    mutating func next(now: ContinuousClock.Instant) -> ReceivedItem<Frame>? {
+        switch self.decoder.next() {
+        case nil:
+            return nil
+        case .skipped(let offset, let count, let reason)?:
+            let raw = self.bytes(offset: offset, count: count)
+            switch reason {
+            case .crcMismatch, .headerCheckMismatch, .lengthTooLarge: return .skipped(.crcMismatch(raw), count: count)
+            case .truncated: return .skipped(.partialFrame(raw), count: count)
+            case .noStartMarker: return .skipped(.garbage(raw), count: count)
+            }
+        case .frame(let frame, let offset)?:
+            let (at, exact) = self.arrival(ofOffset: offset)
+            return .frame(frame, firstByteAt: at, exact: exact)
+        }
+    }
+
+    mutating func finish() { self.decoder.finish() }
+    mutating func resume() { self.decoder.resume() }
 }
 
 /// Removes the adapter's copy of our own request when it comes back first (half-duplex adapters without echo

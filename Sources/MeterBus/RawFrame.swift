@@ -15,6 +15,11 @@ public enum RawFraming: Sendable, Hashable {
     case modbusRTU(expectedLength: Int?)
     /// DL/T 645-2007: 68 A0..A5 68 C L DATA CS 16, FE wake-up bytes skipped; the structure delimits the frame.
     case dlt645
+
+    /// The answer's whole length where the request tells it.
+    var expectedLength: Int? {
+        if case .modbusRTU(let expected) = self { expected } else { nil }
+    }
 }
 
 /// What a received frame is to the request in flight.
@@ -60,13 +65,16 @@ public struct RawAnswer: Sendable {
     public var evidence: Evidence
 }
 
+/// A frame a raw framer delimited, with its bytes as received (for echo detection and the answer).
+struct RawReceived {
+    var frame: RawFrame
+    var bytes: [UInt8]
+}
+
 /// A raw protocol's receive side for one transaction: frames and skipped runs from the bytes that arrive, with
 /// when the frame in progress began.
-struct RawReceiver {
-    enum Item {
-        case frame(RawFrame, bytes: [UInt8], firstByteAt: ContinuousClock.Instant, exact: Bool)
-        case skipped(Evidence.Seen, count: Int)
-    }
+struct RawReceiver: ReceiveFramer {
+    typealias Item = ReceivedItem<RawReceived>
 
     private var modbus: ModbusRTUFramer?
     private var dlt = DLT645Decoder()
@@ -100,6 +108,7 @@ struct RawReceiver {
     }
 
     var endsBySilence: Bool { self.modbus != nil }
+    var maxRead: Int { 512 }
 
     mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool) {
         guard !bytes.isEmpty else { return }
@@ -122,7 +131,7 @@ struct RawReceiver {
             case .frame(let bytes):
                 // The framer checked the CRC and the length.
                 guard let adu = try? ModbusADU(frame: bytes) else { return .skipped(.crcMismatch(bytes), count: 1) }
-                return .frame(.modbus(adu), bytes: bytes, firstByteAt: start.at, exact: start.exact)
+                return .frame(RawReceived(frame: .modbus(adu), bytes: bytes), firstByteAt: start.at, exact: start.exact)
             case .skipped(let bytes, let why):
                 switch why {
                 case .crcMismatch: return .skipped(.crcMismatch(bytes), count: bytes.count)
@@ -138,7 +147,7 @@ struct RawReceiver {
             let bytes = Array(self.stream[offset..<min(offset + length, self.stream.count)])
             var found = self.arrivals.first ?? (0, now, false)
             for a in self.arrivals where a.offset <= offset { found = a }
-            return .frame(.dlt645(frame), bytes: bytes, firstByteAt: found.at, exact: found.exact)
+            return .frame(RawReceived(frame: .dlt645(frame), bytes: bytes), firstByteAt: found.at, exact: found.exact)
         case .skipped(let offset, let count, let reason):
             let raw = Array(self.stream[offset..<min(offset + count, self.stream.count)])
             switch reason {

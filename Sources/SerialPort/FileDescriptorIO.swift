@@ -56,13 +56,14 @@ struct FileDescriptorIO {
     func readAvailable(upTo maxCount: Int) throws(SerialError) -> [UInt8] {
         // A tty delivers at most its 4 KiB line-discipline buffer per read; 64 KiB bounds the zero-fill cost.
         let capacity = min(maxCount, 65536)
-        var buffer = [UInt8](repeating: 0, count: capacity)
-        let result = buffer.withUnsafeMutableBytes { raw in
-            Syscall.valueOrErrno { Glibc.read(self.fd, raw.baseAddress, capacity) }
+        var result: Result<Int, Errno> = .success(0)
+        // Read into uninitialised storage: no zero-fill and no trimming on the bus's hot path.
+        let buffer = [UInt8](unsafeUninitializedCapacity: capacity) { raw, initialized in
+            result = Syscall.valueOrErrno { Glibc.read(self.fd, raw.baseAddress, capacity) }
+            if case .success(let count) = result { initialized = count } else { initialized = 0 }
         }
         switch result {
-        case .success(let count):
-            buffer.removeSubrange(count...)
+        case .success:
             return buffer
         case .failure(let code) where code.rawValue == EAGAIN || code.rawValue == EWOULDBLOCK:
             return []
@@ -91,8 +92,10 @@ struct FileDescriptorIO {
         throws(SerialError) -> [UInt8]
     {
         precondition(maxCount > 0, "read(upTo:) needs a positive count")
-        // Try first: bytes already queued are returned even when the deadline has passed.
-        var bytes = try self.readAvailable(upTo: maxCount)
+        // A caller that cannot wait most likely finds bytes queued (it slept for them): read first. One that can
+        // wait most likely finds none yet: poll first, which returns at once if some are there, and spare the
+        // read that would come back empty. Queued bytes are returned even when the deadline has passed.
+        var bytes = deadline <= .now ? try self.readAvailable(upTo: maxCount) : []
         while bytes.isEmpty {
             guard let revents = try self.wait(for: POLLIN, until: deadline) else {
                 throw .timeout(operation: operation, path: self.path, partial: [])

@@ -164,15 +164,56 @@ import Testing
         r.reset()
         let clock = ContinuousClock()
         r.append(Array(status[..<5]), at: clock.now)
-        #expect(r.decoder.next() == nil && r.neededBytes() == 10)
+        #expect(r.decoder.next() == nil && r.neededBytes == 10)
         r.append(Array(status[5..<20]), at: clock.now)
-        #expect(r.decoder.next() == nil && r.neededBytes() == 36)
+        #expect(r.decoder.next() == nil && r.neededBytes == 36)
         r.append(Array(status[20...]), at: clock.now)
         guard case .frame(let frame, let offset) = r.decoder.next() else {
             Issue.record("no frame")
             return
         }
         #expect(frame.encoded() == status && r.bytes(offset: offset, count: 3) == [0x7E, 0x01, 0x80])
+
+        // Knowing the last answer's length, the receiver waits for the whole frame in one sleep, not the header
+        // first; the header's declared length still decides once it is in.
+        r.reset()
+        r.expectedLength = 56
+        r.append(Array(status[..<1]), at: clock.now)
+        #expect(r.decoder.next() == nil && r.neededBytes == 55)
+        r.expectedLength = 80
+        r.append(Array(status[1..<20]), at: clock.now)
+        #expect(r.decoder.next() == nil && r.neededBytes == 36)
+    }
+
+    @Test func theAnswerIsPredictedOnlyWhereTheLineDeliversAtWirePace() throws {
+        let bus = try EmulatedBus(meters: [], line: LineSettings(baudRate: 9600))
+        defer { bus.shutdown() }
+        try bus.session.withExclusiveAccess { link throws(BusError) in
+            let key = CalibrationKey(target: .address(1), slow: false)
+            var turnaround = TimingCalibrator(minimumSamples: 5)
+            for micros in [4_000, 4_500, 5_000, 4_200, 6_000] as [Int64] { turnaround.record(micros: micros) }
+            // Answers read whole after a sleep show no lag; answers that came in one burst lag their wire time.
+            var paced = TimingCalibrator(minimumSamples: 5)
+            for _ in 0..<5 { paced.record(micros: 0) }
+            var bursts = TimingCalibrator(minimumSamples: 5)
+            for _ in 0..<5 { bursts.record(link.characters(32)) }
+            let drained = ContinuousClock.now
+            let predicted = link.predictedEnd(key, BusLink.Learned(turnaround: turnaround, adapterLag: paced),
+                                              length: 33, drained: drained)
+            #expect(predicted == drained + .microseconds(4_000) + link.characters(32))
+            let inBursts = link.predictedEnd(key, BusLink.Learned(turnaround: turnaround, adapterLag: bursts),
+                                             length: 33, drained: drained)
+            let uncalibrated = link.predictedEnd(key, BusLink.Learned(turnaround: nil, adapterLag: paced),
+                                                 length: 33, drained: drained)
+            let unknownLength = link.predictedEnd(key, BusLink.Learned(turnaround: turnaround, adapterLag: paced),
+                                                  length: nil, drained: drained)
+            #expect(inBursts == nil && uncalibrated == nil && unknownLength == nil)
+            // Every eighth answer is waited for byte by byte, to measure the turnaround exactly.
+            var predictions = 1
+            while link.predictedEnd(key, BusLink.Learned(turnaround: turnaround, adapterLag: paced), length: 33,
+                                    drained: drained) != nil { predictions += 1 }
+            #expect(predictions == 7)
+        }
     }
 
     @Test func targetsAddressAndMatch() {
