@@ -257,7 +257,10 @@ struct ConfigurationReader {
             case .modbus:
                 // A map that failed to load was reported already; the list is still checked.
                 let serialRegister = modbusMap.map { map in map.registers.contains { $0.reading == "serial" } } ?? true
-                meters = self.modbusMeterList(list, key: "\(k).meters", serialRegister: serialRegister)
+                meters = self.meterList(list, key: "\(k).meters", bareAddressProblem: serialRegister ? nil : { n in
+                    "Modbus meter \(n) needs the serial that names it in the store: the register map has no serial "
+                        + "register, so write \"\(n):SERIAL\" (the serial you gave metergw meter add)"
+                })
             case .dlt645:
                 if let (list, compatibility) = self.dlt645MeterList(list, key: "\(k).meters") {
                     meters = list
@@ -356,14 +359,19 @@ struct ConfigurationReader {
         return stride(from: 0, to: chars.count, by: 2).map { UInt8(String(chars[$0...($0 + 1)]), radix: 16)! }
     }
 
-    /// A Modbus bus's meters: `"ADDRESS:SERIAL"` (the store's name for the meter), or an address alone where the
-    /// map has a `serial` register that names it.
-    mutating func modbusMeterList(_ value: any TOMLValueConvertible, key: String, serialRegister: Bool)
-        -> MeterSelection?
+    /// A native or Modbus bus's meters: `"ADDRESS:SERIAL"` (the serial is the store's name for the meter), or a
+    /// bus address alone where the meter reports its serial (native; a Modbus map with a `serial` register).
+    /// `bareAddressProblem`: why a bare address is not enough on this bus; nil where it is.
+    mutating func meterList(_ value: any TOMLValueConvertible, key: String,
+                            bareAddressProblem: ((Int) -> String)? = nil) -> MeterSelection?
     {
+        let bareAllowed = bareAddressProblem == nil
         guard let array = value.array, !array.isEmpty else {
-            self.problem(key, "expected a non-empty list of \"ADDRESS:SERIAL\" strings (bus address 1...247, store "
-                         + "serial), found \(Self.describe(value))")
+            self.problem(key, bareAllowed
+                ? "expected a non-empty list of bus addresses 1...247 or \"ADDRESS:SERIAL\" strings, found "
+                    + Self.describe(value)
+                : "expected a non-empty list of \"ADDRESS:SERIAL\" strings (bus address 1...247, store serial), "
+                    + "found \(Self.describe(value))")
             return nil
         }
         var meters: [MeterAddress] = []
@@ -371,10 +379,8 @@ struct ConfigurationReader {
         for (i, item) in array.enumerated() {
             var address: MeterAddress?
             if let n = item.int, (1...247).contains(n) {
-                guard serialRegister else {
-                    self.problem("\(key)[\(i + 1)]", "Modbus meter \(n) needs the serial that names it in the store: "
-                                 + "the register map has no serial register, so write \"\(n):SERIAL\" (the serial "
-                                 + "you gave metergw meter add)")
+                if let problem = bareAddressProblem {
+                    self.problem("\(key)[\(i + 1)]", problem(n))
                     ok = false
                     continue
                 }
@@ -384,7 +390,7 @@ struct ConfigurationReader {
             }
             guard let address else {
                 self.problem("\(key)[\(i + 1)]", "expected \"ADDRESS:SERIAL\" (bus address 1...247, store serial "
-                             + "1...4294967294)\(serialRegister ? " or a bus address" : ""), found "
+                             + "1...4294967294)\(bareAllowed ? " or a bus address" : ""), found "
                              + Self.describe(item))
                 ok = false
                 continue
@@ -522,41 +528,6 @@ struct ConfigurationReader {
             return false
         }
         return true
-    }
-
-    mutating func meterList(_ value: any TOMLValueConvertible, key: String) -> MeterSelection? {
-        guard let array = value.array, !array.isEmpty else {
-            self.problem(key, "expected a non-empty list of bus addresses 1...247 or \"ADDRESS:SERIAL\" strings, "
-                         + "found \(Self.describe(value))")
-            return nil
-        }
-        var meters: [MeterAddress] = []
-        var ok = true
-        for (i, item) in array.enumerated() {
-            var address: MeterAddress?
-            if let n = item.int, (1...247).contains(n) {
-                address = .bus(UInt8(n))
-            } else if let text = item.string {
-                let parts = text.split(separator: ":")
-                if parts.count == 2, let a = UInt8(parts[0]), (1...247).contains(a), let s = UInt32(parts[1]),
-                   s > 0, s < UInt32.max
-                {
-                    address = .bus(a, serial: s)
-                }
-            }
-            guard let address else {
-                self.problem("\(key)[\(i + 1)]", "expected a bus address 1...247 or \"ADDRESS:SERIAL\", found "
-                             + Self.describe(item))
-                ok = false
-                continue
-            }
-            if meters.contains(where: { $0.busAddress == address.busAddress }) {
-                self.problem("\(key)[\(i + 1)]", "bus address \(address.busAddress!) is listed twice")
-                ok = false
-            }
-            meters.append(address)
-        }
-        return ok ? .list(meters) : nil
     }
 
     mutating func rejectUnknown(in table: TOMLTable, allowed: [String], prefix: String) {

@@ -123,6 +123,11 @@ import Testing
         #expect(twice.first?.line == 6)
         let badMeter = Self.issues("store = \"/x\"\n[[bus]]\nname = \"a b\"\ndevice = \"dev/x\"\nmeters = [1, 1]\n")
         #expect(badMeter.map(\.key) == ["bus[1].name", "bus[1].device", "bus[1].meters[2]"])
+        // Two addresses naming one store meter would merge two meters' readings.
+        let sameSerial = Self.issues("store = \"/x\"\n[[bus]]\nname = \"a\"\ndevice = \"/dev/x\"\n"
+                                     + "meters = [\"1:5\", \"2:5\"]\n")
+        #expect(sameSerial.map(\.key) == ["bus[1].meters[2]"])
+        #expect(sameSerial.first?.message.contains("store serial 5 is listed twice") == true)
     }
 
     @Test func serveCheckPrintsEveryProblemAndExits78() throws {
