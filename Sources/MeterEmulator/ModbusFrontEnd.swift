@@ -149,15 +149,22 @@ public struct ModbusFrontEnd: Sendable {
         var alarm = Int64(meter.state.meter.alarmThresholdUnits)
         var cutoff = Int64(meter.state.meter.cutoffThresholdUnits)
         var relay: RelayState?
+        var clock: Int64?
         for (entry, value) in updates {
             switch entry.reading {
             case "relay": relay = value != 0 ? .closed : .open
             case "alarmThreshold": alarm = value
             case "cutoffThreshold": cutoff = value
+            case "clock": clock = value
             default: return .illegalDataAddress
             }
         }
         guard let a = UInt32(exactly: alarm), let c = UInt32(exactly: cutoff) else { return .illegalDataValue }
+        if let clock {
+            // A map that marks the clock writable (no shipped map does: a real meter guards its clock).
+            guard let time = UInt32(exactly: clock) else { return .illegalDataValue }
+            meter.state.meter.setClock(time, now: now)
+        }
         if a != meter.state.meter.alarmThresholdUnits || c != meter.state.meter.cutoffThresholdUnits {
             if case .failure = meter.state.meter.setThresholds(alarm: a, cutoff: c, now: now) {
                 return .illegalDataValue

@@ -1,7 +1,7 @@
 import Foundation
 import ModbusProtocol
 
-/// The register maps metergw ships (Maps/*.json) and custom ones from a file (docs/MODBUS.md).
+/// The register maps metergw ships (Maps/*.json) and custom ones from a file (docs/INTEROP.md "Register maps").
 public enum RegisterMaps {
     public static var builtInNames: [String] {
         let folder = Bundle.module.resourceURL?.appendingPathComponent("Maps").path ?? ""
@@ -22,7 +22,7 @@ public enum RegisterMaps {
             url = URL(fileURLWithPath: nameOrPath)
         } else {
             throw Failure(description: "no register map \"\(nameOrPath)\": use one of \(builtInNames.joined(separator: ", ")) "
-                          + "or the path of a JSON map (docs/MODBUS.md)")
+                          + "or the path of a JSON map (docs/INTEROP.md, Register maps)")
         }
         let map: RegisterMap
         do {

@@ -1,4 +1,4 @@
-// Register maps as data (docs/MODBUS.md): what a technician writes for a new meter model. Each entry says where a
+// Register maps as data (docs/INTEROP.md "Register maps"): what a technician writes for a new meter model. Each entry says where a
 // value lives, how it is encoded, and how it becomes an integer in metergw's units. Pure: no files here; the
 // caller reads the JSON.
 

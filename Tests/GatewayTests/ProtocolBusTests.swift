@@ -169,6 +169,55 @@ import Glibc
         #expect(try site.store.check(full: true).isEmpty)
     }
 
+    /// `discover = true` on a Modbus bus: an address sweep (1...247) finds the two meters, and the map's serial
+    /// register names them in the store. The short timeout keeps the 245 silent addresses quick on a pty.
+    @Test func modbusDiscoverySweepsTheAddressesAndTheSerialRegisterNamesTheMeters() throws {
+        let site = try Site()
+        let config = try Self.emulatorConfig(site, "swept", serials: [740_001, 740_002])
+        let emulator = try site.addBus("swept", meters: 2, arguments: [
+            "--config", config, "--speed", "0", "--line", "9600:8N1", "--protocol", "modbus", "--map", "mgwpm1"])
+        let path = site.file("gateway.toml")
+        try """
+            store = "\(site.storePath)"
+            keys = "\(site.keys)"
+            metrics = "127.0.0.1:\(site.metricsPort)"
+            log_level = "debug"
+
+            [[bus]]
+            name = "swept"
+            device = "\(emulator.link)"
+            line = "9600:8N1"
+            protocol = "modbus"
+            map = "mgwpm1"
+            poll_interval = "300ms"
+            timeout = "40ms"
+            retries = 1
+            discover = true
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let gateway = try GatewayProcess(config: path, logPath: site.file("gateway.log"))
+        for address in 1...2 {
+            try eventually("2 readings of swept meter \(address)\n\(gateway.log)", timeout: 120) {
+                try site.readingCount("swept", address) >= 2
+            }
+        }
+        #expect(gateway.log.contains("discovered"), "\(gateway.log)")
+        let line = try #require(gateway.log.split(separator: "\n").first { $0.contains("discovered") })
+        #expect(line.contains("meters=2"), "\(line)")
+        // One IDENTIFY-like read per address, and nothing answered damaged: exactly 247 requests.
+        #expect(line.contains("requests=247"), "\(line)")
+        let status = try StatusClient.fetch(site.metricsAddress)
+        let bus = try #require(status.buses.first { $0.name == "swept" })
+        #expect(bus.meters.map(\.address) == [1, 2])
+        #expect(bus.meters.map(\.serial) == [740_001, 740_002] && bus.meters.allSatisfy(\.registered))
+        #expect(gateway.terminate() == 0)
+        let emulated = try site.emulated("swept")
+        for address in 1...2 {
+            let last = try #require(try site.store.readings(meterID: try site.meterID("swept", address)).last)
+            #expect(last.register == emulated[address]!["register"] as! Int64)
+            #expect(last.credit == emulated[address]!["credit"] as? Int64)
+        }
+    }
+
     /// `discover = true` on a DL/T 645 bus: read address to the wildcard finds the meter, and its address, as a
     /// number, names it in the store.
     @Test func aDiscoveredDLT645MeterIsStoredUnderItsAddressAsItsSerial() throws {

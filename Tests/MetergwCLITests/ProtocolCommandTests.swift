@@ -99,6 +99,59 @@ import Testing
         #expect(wrong.status == 76 && wrong.stderr.contains("password wrong or unauthorized"), "\(wrong.stderr)")
     }
 
+    /// A technician's map file that marks the clock writable: `clock sync --meter` writes it and reads it back;
+    /// the shipped mgwpm1 map (clock read-only, as a prepaid meter guards it) refuses with a usage error.
+    @Test func modbusClockSyncWhereAMapFileMarksTheClockWritable() throws {
+        let dir = try EmulatorProcess.makeDirectory()
+        let mapPath = dir.appendingPathComponent("clocked.json").path
+        let shippedURL = try #require(Self.shippedMap("mgwpm1"))
+        let shippedJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: shippedURL))
+        let shipped = try #require(shippedJSON as? [String: Any])
+        var map = shipped
+        map["name"] = "clocked"
+        map["registers"] = (shipped["registers"] as! [[String: Any]]).map { entry in
+            var e = entry
+            if e["reading"] as? String == "clock" { e["writable"] = true }
+            return e
+        }
+        try JSONSerialization.data(withJSONObject: map).write(to: URL(fileURLWithPath: mapPath))
+        let config = dir.appendingPathComponent("meters.json").path
+        // Meter 1's clock is two hours slow.
+        try (#"{"meters":[{"address":1,"serial":12345678,"kind":"electricity","creditUnits":50000,"#
+             + #""registerUnits":1234560,"clockOffsetSeconds":-7200}],"cardWriters":[]}"#)
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let emulator = try EmulatorProcess(directory: dir, arguments: [
+            "--protocol", "modbus", "--map", mapPath, "--config", config])
+        defer { emulator.terminate() }
+        let port = ["--port", emulator.link]
+
+        let shippedMap = try CLI.run(["clock", "sync", "--protocol", "modbus", "--meter", "1"] + port)
+        #expect(shippedMap.status == 64 && shippedMap.stderr.contains("no writable clock register"),
+                "\(shippedMap.stderr)")
+        let sync = try CLI.run(["clock", "sync", "--protocol", "modbus", "--map", mapPath, "--meter", "1", "--json"]
+                               + port)
+        #expect(sync.status == 0, "\(sync.stderr)")
+        let outcome = try Self.json(sync.stdout)
+        let drift = try #require(outcome["driftSeconds"] as? Int, "\(outcome)")
+        #expect(abs(drift + 7200) < 30, "the meter was two hours slow: \(outcome)")
+        let read = try CLI.run(["read", "--protocol", "modbus", "--map", mapPath, "--meter", "1", "--json"] + port)
+        #expect(read.status == 0, "\(read.stderr)")
+        let meterTime = try #require(try Self.json(read.stdout)["meterTime"] as? String, "\(read.stdout)")
+        let now = Int(Date().timeIntervalSince1970)
+        let parsed = try #require(ISO8601DateFormatter().date(from: meterTime), "\(meterTime)")
+        #expect(abs(Int(parsed.timeIntervalSince1970) - now) < 30, "\(meterTime)")
+    }
+
+    static func shippedMap(_ name: String) -> URL? {
+        var dir = URL(fileURLWithPath: #filePath)
+        while dir.path != "/" {
+            dir.deleteLastPathComponent()
+            let candidate = dir.appendingPathComponent("Sources/ModbusMaps/Maps/\(name).json")
+            if FileManager.default.fileExists(atPath: candidate.path) { return candidate }
+        }
+        return nil
+    }
+
     /// Thresholds over Modbus where the map marks them writable (mgwpm1), refused where it does not (sdm630).
     @Test func modbusThresholdsWhereTheMapHasThem() throws {
         let emulator = try Self.emulator(["--protocol", "modbus", "--map", "mgwpm1"])
