@@ -293,10 +293,17 @@ struct ConfigurationReader {
             self.problem(k, "\(device.path) is used by another bus: one bus per adapter")
         }
         guard let name, let device, let meters else { return nil }
-        if proto == .modbus && modbusMap == nil { return nil }
-        return BusConfiguration(name: name, device: device, line: line, protocolName: proto, pollInterval: interval,
-                                timeout: timeout, retries: retries, meters: meters, modbusMap: modbusMap,
-                                dlt645: dlt645)
+        let driver: BusDriverSettings
+        switch proto {
+        case .native: driver = .native
+        case .modbus:
+            // A map that failed to load was reported already.
+            guard let modbusMap else { return nil }
+            driver = .modbus(modbusMap)
+        case .dlt645: driver = .dlt645(dlt645 ?? DLT645Driver.Options())
+        }
+        return BusConfiguration(name: name, device: device, line: line, driver: driver, pollInterval: interval,
+                                timeout: timeout, retries: retries, meters: meters)
     }
 
     // MARK: Modbus and DL/T 645

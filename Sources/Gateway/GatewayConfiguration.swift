@@ -88,7 +88,8 @@ public struct BusConfiguration: Sendable, Equatable {
     public var name: String
     public var device: DeviceReference
     public var line: LineSettings
-    public var protocolName: BusProtocol
+    /// The protocol with what driving it needs: a Modbus bus cannot exist without its register map.
+    public var driver: BusDriverSettings
     public var pollInterval: Duration
     /// The longest wait for an answer; nil: the session's calibrated default.
     public var timeout: Duration?
@@ -97,25 +98,45 @@ public struct BusConfiguration: Sendable, Equatable {
     /// from IDENTIFY when not given; Modbus: given, or read from the map's `serial` register; DL/T 645: the
     /// address's number, or given).
     public var meters: MeterSelection
-    /// A Modbus bus's register map (`map`); nil on other buses.
-    public var modbusMap: RegisterMap?
-    /// A DL/T 645 bus's settings (`dlt645_password`, `dlt645_compat`, ...); nil on other buses.
-    public var dlt645: DLT645Driver.Options?
 
     public init(name: String, device: DeviceReference, line: LineSettings = LineSettings(baudRate: 9600,
-                parity: .even), protocolName: BusProtocol = .native, pollInterval: Duration = .seconds(60),
-                timeout: Duration? = nil, retries: Int = 2, meters: MeterSelection, modbusMap: RegisterMap? = nil,
-                dlt645: DLT645Driver.Options? = nil) {
+                parity: .even), driver: BusDriverSettings = .native, pollInterval: Duration = .seconds(60),
+                timeout: Duration? = nil, retries: Int = 2, meters: MeterSelection) {
         self.name = name
         self.device = device
         self.line = line
-        self.protocolName = protocolName
+        self.driver = driver
         self.pollInterval = pollInterval
         self.timeout = timeout
         self.retries = retries
         self.meters = meters
-        self.modbusMap = modbusMap
-        self.dlt645 = dlt645
+    }
+
+    public var protocolName: BusProtocol { self.driver.protocolName }
+
+    /// A Modbus bus's register map (`map`); nil on other buses.
+    public var modbusMap: RegisterMap? {
+        if case .modbus(let map) = self.driver { map } else { nil }
+    }
+
+    /// A DL/T 645 bus's settings; nil on other buses.
+    public var dlt645: DLT645Driver.Options? {
+        if case .dlt645(let options) = self.driver { options } else { nil }
+    }
+}
+
+/// A bus's protocol and its settings (`map` for Modbus; `dlt645_password`, `dlt645_compat`, ... for DL/T 645).
+public enum BusDriverSettings: Sendable, Equatable {
+    case native
+    case modbus(RegisterMap)
+    case dlt645(DLT645Driver.Options)
+
+    public var protocolName: BusProtocol {
+        switch self {
+        case .native: .native
+        case .modbus: .modbus
+        case .dlt645: .dlt645
+        }
     }
 }
 
