@@ -53,11 +53,18 @@ public struct OutboxSync: Sendable {
     let store: BillingDatabase
     let central: CentralURL
     let options: Options
+    /// A named point where a test may kill the process (`METERGW_CRASH_AT`, docs/STORE.md "Test hooks"):
+    /// `sync-ingested` (the centre committed a batch, its acknowledgement not yet recorded here), `sync-fetched`
+    /// (orders fetched from the centre, none stored here yet), `sync-received` (orders stored here, their
+    /// `queued` not yet sent up). nil in production.
+    let crashHook: (@Sendable (String) -> Void)?
 
-    public init(store: BillingDatabase, central: CentralURL, options: Options = Options()) {
+    public init(store: BillingDatabase, central: CentralURL, options: Options = Options(),
+                crashHook: (@Sendable (String) -> Void)? = nil) {
         self.store = store
         self.central = central
         self.options = options
+        self.crashHook = crashHook
     }
 
     /// One round: sends everything waiting (uplink), then fetches the remote credit sold centrally for this
@@ -69,18 +76,34 @@ public struct OutboxSync: Sendable {
     {
         do {
             return try await CentralDatabase.with(self.central) { db in
-                var run = try await self.drain(db, now: now)
-                let (queued, refused) = try await self.fetchOrders(db, now: now)
-                run.ordersQueued = queued
-                run.ordersRefused = refused
-                if queued + refused > 0 {
-                    let more = try await self.drain(db, now: now)
-                    run.batches += more.batches
-                    run.others += more.others
-                    run.conflicts += more.conflicts
-                    run.ackedSequence = more.ackedSequence
+                do {
+                    var run = try await self.drain(db, now: now)
+                    let (queued, refused) = try await self.fetchOrders(db, now: now)
+                    run.ordersQueued = queued
+                    run.ordersRefused = refused
+                    if queued + refused > 0 {
+                        let more = try await self.drain(db, now: now)
+                        run.batches += more.batches
+                        run.others += more.others
+                        run.conflicts += more.conflicts
+                        run.ackedSequence = more.ackedSequence
+                    }
+                    // Even an empty round tells the centre: its view (last error, backlog, last contact) is now.
+                    let backlog: Int64
+                    do throws(StoreError) {
+                        backlog = try self.store.syncState().backlog
+                    } catch {
+                        throw Failure.local(error)
+                    }
+                    try await db.reportRound(now: now(), backlog: backlog, error: nil)
+                    return run
+                } catch {
+                    // Failed while connected (the centre lost entries, a refused batch, the local store): the
+                    // centre shows why, if it can still be told.
+                    let backlog = (try? self.store.syncState().backlog) ?? 0
+                    try? await db.reportRound(now: now(), backlog: backlog, error: Self.message(error))
+                    throw error
                 }
-                return run
             }
         } catch let failure as Failure {
             try? self.store.recordSyncError(failure.description, now: now())
@@ -105,6 +128,7 @@ public struct OutboxSync: Sendable {
         } catch {
             throw .central(error)
         }
+        if !orders.isEmpty { self.crashHook?("sync-fetched") }
         var queued = 0
         var refused = 0
         for o in orders {
@@ -121,7 +145,16 @@ public struct OutboxSync: Sendable {
                 throw .local(error)
             }
         }
+        if queued + refused > 0 { self.crashHook?("sync-received") }
         return (queued, refused)
+    }
+
+    static func message(_ error: any Error) -> String {
+        switch error {
+        case let failure as Failure: failure.description
+        case let error as CentralError: error.description
+        default: String(describing: error)
+        }
     }
 
     /// Who the gateway's audit log names for what sync did.
@@ -180,6 +213,7 @@ public struct OutboxSync: Sendable {
             } catch {
                 throw .central(error)
             }
+            self.crashHook?("sync-ingested")
             do {
                 try self.store.acknowledgeOutbox(upTo: receipt.ackedSequence, now: now())
             } catch {
