@@ -24,11 +24,13 @@ enum Centre {
     }
 
     /// Polls `condition` (a centre's query) every 200 ms; the timeout is a generous failure guard.
-    static func eventually(_ what: String, timeout: TimeInterval = 60, _ condition: () async -> Bool) async throws {
+    /// `what` is evaluated on failure, so that it can show the logs as they are then.
+    static func eventually(_ what: @autoclosure () -> String, timeout: TimeInterval = 60,
+                           _ condition: () async -> Bool) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while await !condition() {
             guard Date() < deadline else {
-                throw EmulatorProcess.Failure("gave up waiting (\(Int(timeout)) s) for: \(what)")
+                throw EmulatorProcess.Failure("gave up waiting (\(Int(timeout)) s) for: \(what())")
             }
             try await Task.sleep(for: .milliseconds(200))
         }
