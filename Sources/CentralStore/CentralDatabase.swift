@@ -54,10 +54,38 @@ public final class CentralDatabase: Sendable {
 
     /// Runs `body`, mapping every error onto ``CentralError``.
     func run<T>(_ body: () async throws -> T) async throws(CentralError) -> T {
+        // A request written to a closed channel would never be answered (see isUsable(after:)).
+        guard !self.connection.isClosed else {
+            throw .unreachable(url: self.url.description, detail: "the connection was closed")
+        }
         do {
             return try await body()
         } catch {
             throw CentralError.from(error, url: self.url)
+        }
+    }
+
+    /// Whether the connection may take another request after `error`: not when it is closed or the server ended
+    /// the session (SQLSTATE class 08 connection exception, 57 operator intervention: a shutdown or a crash).
+    /// postgres-nio does not fail a request written to a closed channel; it waits for ever.
+    public func isUsable(after error: (any Error)? = nil) -> Bool {
+        guard !self.connection.isClosed else { return false }
+        switch error {
+        case let error as PSQLError:
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .uncleanShutdown: return false
+            case .server:
+                let state = error.serverInfo?[.sqlState] ?? ""
+                return !(state.hasPrefix("08") || state.hasPrefix("57"))
+            default: return true
+            }
+        case let error as CentralError:
+            switch error {
+            case .unreachable: return false
+            case .server(let state, _): return !(state.hasPrefix("08") || state.hasPrefix("57") || state == "client")
+            default: return true
+            }
+        default: return true
         }
     }
 
@@ -70,7 +98,11 @@ public final class CentralDatabase: Sendable {
                 try await self.connection.execute("COMMIT", logger: self.logger)
                 return value
             } catch {
-                try? await self.connection.execute("ROLLBACK", logger: self.logger)
+                // Never on a connection the server dropped: postgres-nio (1.33) loses a request written to a closed
+                // channel and never answers it, so the ROLLBACK would wait for ever (the server rolled back anyway).
+                if self.isUsable(after: error) {
+                    try? await self.connection.execute("ROLLBACK", logger: self.logger)
+                }
                 throw error
             }
         }

@@ -218,6 +218,7 @@ extension CentralDatabase {
     /// and the backlog; with one, the round failed while connected and the centre shows why. A centre without
     /// c4-refusals has no such function: nothing is recorded there, and that is no failure of the round.
     public func reportRound(now: Int64, backlog: Int64, error: String?) async throws(CentralError) {
+        guard self.isUsable() else { throw .unreachable(url: self.url.description, detail: "connection closed") }
         do {
             _ = try await self.run {
                 try await self.connection.query(

@@ -187,7 +187,8 @@ public final class PostgresCluster: Sendable {
             throw Failure.failed("kill -9 \(pid): \(String(cString: strerror(errno)))")
         }
         let deadline = Date().addingTimeInterval(timeout)
-        while Self.liveProcesses(in: dataFolder) > 0 {
+        // The postmaster first (a dying process may already have let go of its folder), then its children.
+        while Self.isRunning(pid) || Self.liveProcesses(in: dataFolder) > 0 {
             guard Date() < deadline else {
                 throw Failure.failed("server processes of \(dataFolder) still running \(Int(timeout)) s after kill -9")
             }
@@ -227,6 +228,11 @@ public final class PostgresCluster: Sendable {
             count += 1
         }
         return count
+    }
+
+    /// Alive and not yet a zombie (a zombie has exited; it only waits to be reaped).
+    private static func isRunning(_ pid: pid_t) -> Bool {
+        FileManager.default.fileExists(atPath: "/proc/\(pid)/stat") && !Self.isZombie(pid)
     }
 
     private static func isZombie(_ pid: pid_t) -> Bool {

@@ -99,9 +99,11 @@ public struct OutboxSync: Sendable {
                     return run
                 } catch {
                     // Failed while connected (the centre lost entries, a refused batch, the local store): the
-                    // centre shows why, if it can still be told.
-                    let backlog = (try? self.store.syncState().backlog) ?? 0
-                    try? await db.reportRound(now: now(), backlog: backlog, error: Self.message(error))
+                    // centre shows why. Not on a connection the server dropped (see CentralDatabase.isUsable).
+                    if db.isUsable(after: Self.cause(of: error)) {
+                        let backlog = (try? self.store.syncState().backlog) ?? 0
+                        try? await db.reportRound(now: now(), backlog: backlog, error: Self.message(error))
+                    }
                     throw error
                 }
             }
@@ -147,6 +149,12 @@ public struct OutboxSync: Sendable {
         }
         if queued + refused > 0 { self.crashHook?("sync-received") }
         return (queued, refused)
+    }
+
+    /// The centre's error inside one of ours, for ``CentralDatabase/isUsable(after:)``.
+    static func cause(of error: any Error) -> any Error {
+        if case .central(let central)? = error as? Failure { return central }
+        return error
     }
 
     static func message(_ error: any Error) -> String {
