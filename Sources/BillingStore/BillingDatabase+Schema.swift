@@ -423,7 +423,8 @@ extension BillingDatabase {
             CREATE TRIGGER centralOrderRefusalIsFixed BEFORE UPDATE ON centralOrderRefusal
                 BEGIN SELECT RAISE(ABORT, 'a refusal of a central order never changes'); END;
             CREATE TRIGGER outboxOrderRefusedLater AFTER INSERT ON centralOrderRefusal
-                BEGIN INSERT INTO outbox (kind, meterId, time, ref) VALUES ('order', 0, NEW.refusedAt, NEW.orderId); END;
+                BEGIN INSERT INTO outbox (kind, meterId, time, ref)
+                    VALUES ('order', 0, NEW.refusedAt, NEW.orderId); END;
             """)
     }
 }

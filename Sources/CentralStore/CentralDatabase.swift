@@ -89,6 +89,35 @@ public final class CentralDatabase: Sendable {
         }
     }
 
+    /// Runs `body`, but gives up on it as soon as the connection closes: a request that raced the server's close
+    /// (written after the server dropped the connection, before the client noticed) is never answered by
+    /// postgres-nio 1.33, and without this the caller would wait for ever. The abandoned body stays suspended on
+    /// that lost request; it never resumes, so it cannot act late. A body that ends first wins.
+    public func abandoningOnClose<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let loop = self.connection.eventLoop
+        let first = FirstOnLoop()
+        let url = self.url
+        return try await withCheckedThrowingContinuation { continuation in
+            let task = Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                loop.execute {
+                    guard !first.taken else { return }
+                    first.taken = true
+                    continuation.resume(with: result)
+                }
+            }
+            // Completed on the loop, like the body's hop above: the two never race.
+            self.connection.closeFuture.whenComplete { _ in
+                guard !first.taken else { return }
+                first.taken = true
+                task.cancel()
+                continuation.resume(throwing: CentralError.unreachable(
+                    url: url.description, detail: "the server closed the connection during the request"))
+            }
+        }
+    }
+
     /// Runs `body` in one transaction: all of it commits, or none of it.
     func transaction<T>(_ body: (PostgresConnection) async throws -> T) async throws(CentralError) -> T {
         try await self.run {
@@ -204,4 +233,10 @@ extension PostgresConnection {
     func execute(_ query: PostgresQuery, logger: Logger) async throws {
         for try await _ in try await self.query(query, logger: logger) {}
     }
+}
+
+/// Whether the body or the connection's close came first in ``CentralDatabase/abandoningOnClose(_:)``; read and
+/// written on the connection's event loop only.
+private final class FirstOnLoop: @unchecked Sendable {
+    var taken = false
 }

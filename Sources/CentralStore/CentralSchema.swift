@@ -887,7 +887,8 @@ extension CentralSchema {
             WITH refused AS (
                 UPDATE remote_order o SET state = 'refused', refusal = e->>'refusal'
                 FROM jsonb_array_elements(coalesce(extra->'refusals', '[]')) e
-                WHERE o.id = (e->>'order')::bigint AND o.gateway_id = gw AND o.state IN ('pending', 'accepted', 'conflict')
+                WHERE o.id = (e->>'order')::bigint AND o.gateway_id = gw
+                    AND o.state IN ('pending', 'accepted', 'conflict')
                 RETURNING o.id, o.request_id, e->>'refusal' AS refusal, (e->>'s')::bigint AS serial
             ), raised AS (
                 INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)

@@ -71,41 +71,12 @@ public struct OutboxSync: Sendable {
     /// gateway's meters and queues it locally (downlink), and sends what that queued or refused. On failure the
     /// backlog stays, the error is recorded in the store (for status), and the next run resumes from the centre's
     /// acknowledgement; an order received twice is queued once.
-    public func drain(now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) async throws(Failure)
-        -> Run
+    public func drain(now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) })
+        async throws(Failure) -> Run
     {
         do {
             return try await CentralDatabase.with(self.central) { db in
-                do {
-                    var run = try await self.drain(db, now: now)
-                    let (queued, refused) = try await self.fetchOrders(db, now: now)
-                    run.ordersQueued = queued
-                    run.ordersRefused = refused
-                    if queued + refused > 0 {
-                        let more = try await self.drain(db, now: now)
-                        run.batches += more.batches
-                        run.others += more.others
-                        run.conflicts += more.conflicts
-                        run.ackedSequence = more.ackedSequence
-                    }
-                    // Even an empty round tells the centre: its view (last error, backlog, last contact) is now.
-                    let backlog: Int64
-                    do throws(StoreError) {
-                        backlog = try self.store.syncState().backlog
-                    } catch {
-                        throw Failure.local(error)
-                    }
-                    try await db.reportRound(now: now(), backlog: backlog, error: nil)
-                    return run
-                } catch {
-                    // Failed while connected (the centre lost entries, a refused batch, the local store): the
-                    // centre shows why. Not on a connection the server dropped (see CentralDatabase.isUsable).
-                    if db.isUsable(after: Self.cause(of: error)) {
-                        let backlog = (try? self.store.syncState().backlog) ?? 0
-                        try? await db.reportRound(now: now(), backlog: backlog, error: Self.message(error))
-                    }
-                    throw error
-                }
+                try await db.abandoningOnClose { try await self.round(db, now: now) }
             }
         } catch let failure as Failure {
             try? self.store.recordSyncError(failure.description, now: now())
@@ -117,6 +88,40 @@ public struct OutboxSync: Sendable {
             let wrapped = CentralError.server(sqlState: "client", message: String(describing: error))
             try? self.store.recordSyncError(wrapped.description, now: now())
             throw .central(wrapped)
+        }
+    }
+
+    /// One round on one connection: uplink, downlink, uplink of what the downlink did, and the round's report.
+    private func round(_ db: CentralDatabase, now: @escaping @Sendable () -> Int64) async throws -> Run {
+        do {
+            var run = try await self.drain(db, now: now)
+            let (queued, refused) = try await self.fetchOrders(db, now: now)
+            run.ordersQueued = queued
+            run.ordersRefused = refused
+            if queued + refused > 0 {
+                let more = try await self.drain(db, now: now)
+                run.batches += more.batches
+                run.others += more.others
+                run.conflicts += more.conflicts
+                run.ackedSequence = more.ackedSequence
+            }
+            // Even an empty round tells the centre: its view (last error, backlog, last contact) is now.
+            let backlog: Int64
+            do throws(StoreError) {
+                backlog = try self.store.syncState().backlog
+            } catch {
+                throw Failure.local(error)
+            }
+            try await db.reportRound(now: now(), backlog: backlog, error: nil)
+            return run
+        } catch {
+            // Failed while connected (the centre lost entries, a refused batch, the local store): the
+            // centre shows why. Not on a connection the server dropped (see CentralDatabase.isUsable).
+            if db.isUsable(after: Self.cause(of: error)) {
+                let backlog = (try? self.store.syncState().backlog) ?? 0
+                try? await db.reportRound(now: now(), backlog: backlog, error: Self.message(error))
+            }
+            throw error
         }
     }
 

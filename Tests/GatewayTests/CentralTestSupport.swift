@@ -86,7 +86,8 @@ extension GatewayProcess {
         let deadline = Date().addingTimeInterval(timeout)
         while self.process.isRunning {
             guard Date() < deadline else {
-                throw EmulatorProcess.Failure("the gateway did not reach its crash point in \(Int(timeout)) s\n\(self.log)")
+                throw EmulatorProcess.Failure(
+                    "the gateway did not reach its crash point in \(Int(timeout)) s\n\(self.log)")
             }
             try await Task.sleep(for: .milliseconds(50))
         }
