@@ -112,12 +112,29 @@ extension BillingDatabase {
         }
     }
 
-    /// The central orders received, newest last: (order id, local purchase id or nil, refusal or nil).
+    /// The central orders received, newest last: (order id, local purchase id or nil, refusal or nil). The
+    /// refusal is the one at receipt, or a later one (the meter refused the credit, a person cancelled it here).
     public func centralOrders() throws(StoreError) -> [(orderID: Int64, purchaseID: Int64?, refusal: String?)] {
         try self.read { db in
-            try Row.fetchAll(db, sql: "SELECT orderId, purchaseId, refusal FROM centralOrder ORDER BY orderId").map {
-                ($0[0], $0[1], $0[2])
-            }
+            try Row.fetchAll(db, sql: """
+                SELECT c.orderId, c.purchaseId, coalesce(r.reason, c.refusal) FROM centralOrder c
+                LEFT JOIN centralOrderRefusal r ON r.orderId = c.orderId ORDER BY c.orderId
+                """).map { ($0[0], $0[1], $0[2]) }
+        }
+    }
+
+    /// The meter refused a purchase's credit for good (`reason`, e.g. `meter-refused:authentication-failed`): if
+    /// it delivers an order sold at the centre, it is cancelled and the refusal goes up to the centre (see
+    /// ``cancel(purchase:by:)``), and the centre's order id is returned. A local purchase is left queued for a
+    /// person at the desk (nil).
+    public func refuseCentralPurchase(_ id: Int64, reason: String, by actor: Actor) throws(StoreError) -> Int64? {
+        try self.write { db in
+            guard let order = try Int64.fetchOne(db, sql: "SELECT orderId FROM centralOrder WHERE purchaseId = ?",
+                                                 arguments: [id]),
+                  let purchase = try Purchase.fetchOne(db, key: id), purchase.state == .queued
+            else { return nil }
+            _ = try Self.cancel(db, purchaseID: id, reason: reason, by: actor)
+            return order
         }
     }
 }

@@ -170,9 +170,11 @@ extension BillingDatabase {
                     batch.purchases.append(.init(meterSerial: serial, time: time, state: row["state"], purchase: p,
                                                  centralOrderID: order))
                 default:  // order
+                    // Refused at receipt, or later (v6-refusals: the meter refused it, a person cancelled it).
                     guard let o = try Row.fetchOne(db, sql: """
-                        SELECT meterSerial, refusal FROM centralOrder WHERE orderId = ?
-                        """, arguments: [row["ref"] as Int64?]) else { continue }
+                        SELECT c.meterSerial, coalesce(r.reason, c.refusal) FROM centralOrder c
+                        LEFT JOIN centralOrderRefusal r ON r.orderId = c.orderId WHERE c.orderId = ?
+                        """, arguments: [row["ref"] as Int64?]), let _: String = o[1] else { continue }
                     batch.orderRefusals.append(.init(orderID: row["ref"], meterSerial: UInt32(truncatingIfNeeded:
                         o[0] as Int64), refusal: o[1], time: time))
                 }

@@ -231,23 +231,44 @@ extension BillingDatabase {
     /// the account's balance. Its sequence stays taken, as a void of zero units that the next card block or a
     /// zero-unit APPLY_CREDIT carries, so the meter's sequence has no gap.
     public func cancel(purchase id: Int64, by actor: Actor) throws(StoreError) -> Purchase {
-        try self.write { db in
-            guard var purchase = try Purchase.fetchOne(db, key: id) else {
-                throw StoreError.purchaseNotFound(String(id))
-            }
-            if purchase.state == .cancelled { return purchase }
-            guard purchase.state == .created || purchase.state == .queued else {
-                throw StoreError.invalidTransition(purchase: id, from: purchase.state.rawValue, to: "cancelled")
-            }
-            purchase.state = .cancelled
-            purchase.cancelledAt = actor.now
-            try purchase.update(db, columns: ["state", "cancelledAt"])
-            var account = try Account.fetchOne(db, key: purchase.accountId)!
-            try Self.move(db, &account, .refund, purchase.chargedMinor, now: actor.now, purchaseID: purchase.id)
-            try AuditLog.append(db, operator: actor.name, action: "purchase.cancel", entity: "purchase", id: purchase.id,
-                                now: actor.now, [("refundMinor", .int(purchase.chargedMinor))])
-            return purchase
+        try self.write { db in try Self.cancel(db, purchaseID: id, reason: Self.cancelledAtGateway, by: actor) }
+    }
+
+    /// Why a centrally sold order was refused when a person cancelled its purchase here.
+    public static let cancelledAtGateway = "cancelled-at-gateway"
+
+    /// Cancels a created or queued purchase and refunds what it charged. A purchase that delivers an order sold at
+    /// the centre is refused back to the centre with `reason` (its refusal is in the outbox before the
+    /// cancellation), and the money paid there goes back there (a payout after the refund): the local balance
+    /// does not move, and a person at the centre decides (docs/CENTRAL.md "Refusals").
+    static func cancel(_ db: Database, purchaseID id: Int64, reason: String, by actor: Actor) throws -> Purchase {
+        guard var purchase = try Purchase.fetchOne(db, key: id) else {
+            throw StoreError.purchaseNotFound(String(id))
         }
+        if purchase.state == .cancelled { return purchase }
+        guard purchase.state == .created || purchase.state == .queued else {
+            throw StoreError.invalidTransition(purchase: id, from: purchase.state.rawValue, to: "cancelled")
+        }
+        let order = try Int64.fetchOne(db, sql: "SELECT orderId FROM centralOrder WHERE purchaseId = ?",
+                                       arguments: [id])
+        if let order {
+            try db.execute(sql: """
+                INSERT INTO centralOrderRefusal (orderId, reason, refusedAt) VALUES (?, ?, ?)
+                """, arguments: [order, reason, actor.now])
+        }
+        purchase.state = .cancelled
+        purchase.cancelledAt = actor.now
+        try purchase.update(db, columns: ["state", "cancelledAt"])
+        var account = try Account.fetchOne(db, key: purchase.accountId)!
+        try Self.move(db, &account, .refund, purchase.chargedMinor, now: actor.now, purchaseID: purchase.id)
+        if order != nil {
+            try Self.move(db, &account, .payout, -purchase.chargedMinor, now: actor.now, purchaseID: purchase.id)
+        }
+        var detail: [(String, JSONValue)] = [("refundMinor", .int(purchase.chargedMinor))]
+        if let order { detail += [("centralOrder", .int(order)), ("refusal", .string(reason))] }
+        try AuditLog.append(db, operator: actor.name, action: "purchase.cancel", entity: "purchase", id: purchase.id,
+                            now: actor.now, detail)
+        return purchase
     }
 
     public func purchase(_ id: Int64) throws(StoreError) -> Purchase {

@@ -10,6 +10,7 @@ extension BillingDatabase {
         migrator.registerMigration("v3-gateway", migrate: Self.v3Gateway)
         migrator.registerMigration("v4-outbox", migrate: Self.v4Outbox)
         migrator.registerMigration("v5-sync", migrate: Self.v5Sync)
+        migrator.registerMigration("v6-refusals", migrate: Self.v6Refusals)
         return migrator
     }
 
@@ -405,6 +406,25 @@ extension BillingDatabase {
             CREATE TRIGGER outboxOrderRefused AFTER INSERT ON centralOrder WHEN NEW.refusal IS NOT NULL
                 BEGIN INSERT INTO outbox (kind, meterId, time, ref)
                     VALUES ('order', 0, NEW.receivedAt, NEW.orderId); END;
+            """)
+    }
+
+    /// A centrally sold order the gateway took may still be refused later: the meter refuses its credit for good,
+    /// or a person cancels its purchase here. `centralOrderRefusal` records why (a received order never changes),
+    /// and its trigger puts an `order` entry into the outbox in the same transaction, so the centre learns of it
+    /// (docs/CENTRAL.md "Refusals").
+    static func v6Refusals(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE centralOrderRefusal (
+                orderId INTEGER PRIMARY KEY REFERENCES centralOrder(orderId),
+                reason TEXT NOT NULL CHECK (length(reason) BETWEEN 1 AND 200),
+                refusedAt INTEGER NOT NULL
+            );
+            CREATE TRIGGER centralOrderRefusalIsFixed BEFORE UPDATE ON centralOrderRefusal
+                BEGIN SELECT RAISE(ABORT, 'a refusal of a central order never changes'); END;
+            CREATE TRIGGER outboxOrderRefusedLater AFTER INSERT ON centralOrderRefusal
+                BEGIN INSERT INTO outbox (kind, meterId, time, ref)
+                    VALUES ('order', 0, NEW.refusedAt, NEW.orderId); END;
             """)
     }
 }

@@ -14,6 +14,16 @@ public struct CentralGateway: Sendable, Equatable, Codable {
     public var reportedBacklog: Int64? = nil
     /// Remote orders sold for its meters and not yet confirmed (pending or accepted).
     public var openOrders: Int64 = 0
+    /// The end of its last successful sync round, batches or not (c4-refusals); nil before the first.
+    public var lastRoundAt: Int64? = nil
+
+    /// When the gateway was last heard from with success: its last round, or its last batch.
+    public var lastContactAt: Int64? {
+        switch (self.lastRoundAt, self.lastBatchAt) {
+        case (let r?, let b?): max(r, b)
+        case (let r, let b): r ?? b
+        }
+    }
 }
 
 extension CentralDatabase {
@@ -53,18 +63,18 @@ extension CentralDatabase {
         try await self.run {
             let rows = try await self.connection.query("""
                 SELECT g.id, g.name, g.login::text, g.created_at, s.acked_sequence, s.last_batch_at, s.last_error,
-                       s.reported_backlog,
+                       s.reported_backlog, s.last_round_at,
                        (SELECT count(*) FROM remote_order o
                         WHERE o.gateway_id = g.id AND o.state IN ('pending', 'accepted'))
                 FROM gateway g JOIN gateway_sync s ON s.gateway_id = g.id ORDER BY g.name
                 """, logger: self.logger)
             var result: [CentralGateway] = []
-            for try await (id, name, login, created, acked, last, error, backlog, open)
-                in rows.decode((Int64, String, String, Int64, Int64, Int64?, String?, Int64?, Int64).self)
+            for try await (id, name, login, created, acked, last, error, backlog, round, open)
+                in rows.decode((Int64, String, String, Int64, Int64, Int64?, String?, Int64?, Int64?, Int64).self)
             {
                 result.append(CentralGateway(id: id, name: name, login: login, createdAt: created,
                                              ackedSequence: acked, lastBatchAt: last, lastError: error,
-                                             reportedBacklog: backlog, openOrders: open))
+                                             reportedBacklog: backlog, openOrders: open, lastRoundAt: round))
             }
             return result
         }

@@ -54,10 +54,67 @@ public final class CentralDatabase: Sendable {
 
     /// Runs `body`, mapping every error onto ``CentralError``.
     func run<T>(_ body: () async throws -> T) async throws(CentralError) -> T {
+        // A request written to a closed channel would never be answered (see isUsable(after:)).
+        guard !self.connection.isClosed else {
+            throw .unreachable(url: self.url.description, detail: "the connection was closed")
+        }
         do {
             return try await body()
         } catch {
             throw CentralError.from(error, url: self.url)
+        }
+    }
+
+    /// Whether the connection may take another request after `error`: not when it is closed or the server ended
+    /// the session (SQLSTATE class 08 connection exception, 57 operator intervention: a shutdown or a crash).
+    /// postgres-nio does not fail a request written to a closed channel; it waits for ever.
+    public func isUsable(after error: (any Error)? = nil) -> Bool {
+        guard !self.connection.isClosed else { return false }
+        switch error {
+        case let error as PSQLError:
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .uncleanShutdown: return false
+            case .server:
+                let state = error.serverInfo?[.sqlState] ?? ""
+                return !(state.hasPrefix("08") || state.hasPrefix("57"))
+            default: return true
+            }
+        case let error as CentralError:
+            switch error {
+            case .unreachable: return false
+            case .server(let state, _): return !(state.hasPrefix("08") || state.hasPrefix("57") || state == "client")
+            default: return true
+            }
+        default: return true
+        }
+    }
+
+    /// Runs `body`, but gives up on it as soon as the connection closes: a request that raced the server's close
+    /// (written after the server dropped the connection, before the client noticed) is never answered by
+    /// postgres-nio 1.33, and without this the caller would wait for ever. The abandoned body stays suspended on
+    /// that lost request; it never resumes, so it cannot act late. A body that ends first wins.
+    public func abandoningOnClose<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let loop = self.connection.eventLoop
+        let first = FirstOnLoop()
+        let url = self.url
+        return try await withCheckedThrowingContinuation { continuation in
+            let task = Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                loop.execute {
+                    guard !first.taken else { return }
+                    first.taken = true
+                    continuation.resume(with: result)
+                }
+            }
+            // Completed on the loop, like the body's hop above: the two never race.
+            self.connection.closeFuture.whenComplete { _ in
+                guard !first.taken else { return }
+                first.taken = true
+                task.cancel()
+                continuation.resume(throwing: CentralError.unreachable(
+                    url: url.description, detail: "the server closed the connection during the request"))
+            }
         }
     }
 
@@ -70,7 +127,11 @@ public final class CentralDatabase: Sendable {
                 try await self.connection.execute("COMMIT", logger: self.logger)
                 return value
             } catch {
-                try? await self.connection.execute("ROLLBACK", logger: self.logger)
+                // Never on a connection the server dropped: postgres-nio (1.33) loses a request written to a closed
+                // channel and never answers it, so the ROLLBACK would wait for ever (the server rolled back anyway).
+                if self.isUsable(after: error) {
+                    try? await self.connection.execute("ROLLBACK", logger: self.logger)
+                }
                 throw error
             }
         }
@@ -172,4 +233,10 @@ extension PostgresConnection {
     func execute(_ query: PostgresQuery, logger: Logger) async throws {
         for try await _ in try await self.query(query, logger: logger) {}
     }
+}
+
+/// Whether the body or the connection's close came first in ``CentralDatabase/abandoningOnClose(_:)``; read and
+/// written on the connection's event loop only.
+private final class FirstOnLoop: @unchecked Sendable {
+    var taken = false
 }

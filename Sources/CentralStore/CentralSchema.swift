@@ -12,6 +12,7 @@ enum CentralSchema {
         Migration(name: "c1-central", sql: c1Central + gatewayLoginFunction),
         Migration(name: "c2-ingest", sql: c2Ingest),
         Migration(name: "c3-downlink", sql: c3Downlink),
+        Migration(name: "c4-refusals", sql: c4Refusals),
     ]
 
     /// Money in minor units, units in Wh or litres, times in Unix seconds: all bigint, never float.
@@ -777,5 +778,186 @@ extension CentralSchema {
             boolean[], text[], bigint[], bigint[], integer[], text[], jsonb) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION metergw_ingest_batch(bigint, bigint, bigint, bigint[], bigint[], bigint[],
             bigint[], boolean[], text[], bigint[], bigint[], integer[], text[], jsonb) TO metergw_gateway;
+        """#
+}
+
+extension CentralSchema {
+    /// Refusals flow up, and a gateway's rounds are visible at the centre (docs/CENTRAL.md).
+    ///
+    /// An order the gateway accepted may still be refused there: the meter refuses the credit (a wrong key, a
+    /// credit it cannot hold), or a person cancels the purchase at the gateway. The gateway then sends a refusal
+    /// (`v6-refusals` of its store) and the batch function sets the order `refused` with the reason and raises an
+    /// `order-refused` conflict; a cancellation without a refusal (an older gateway) is a refusal too, never a
+    /// silent `cancelled`. `metergw_sync_round` lets a gateway record each round's end: a successful round (even an
+    /// empty one) clears `last_error` and sets `last_round_at` and the backlog; a round that failed while connected
+    /// records its error. The function keeps c3's signature and grants (CREATE OR REPLACE).
+    static let c4Refusals = #"""
+        ALTER TABLE gateway_sync ADD COLUMN last_round_at bigint;
+
+        CREATE FUNCTION metergw_sync_round(now_s bigint, backlog bigint, error text) RETURNS void
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+        DECLARE
+            gw bigint;
+        BEGIN
+            SELECT g.id INTO gw FROM gateway g WHERE g.login = session_user AND g.retired_at IS NULL;
+            IF gw IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = '42501',
+                    MESSAGE = format('%s is not an active gateway''s login', session_user);
+            END IF;
+            IF error IS NULL THEN
+                UPDATE gateway_sync SET last_round_at = now_s, last_error = NULL,
+                    reported_backlog = greatest(backlog, 0)
+                WHERE gateway_id = gw;
+            ELSE
+                UPDATE gateway_sync SET last_error = left(error, 2000) WHERE gateway_id = gw;
+            END IF;
+        END $$;
+        REVOKE ALL ON FUNCTION metergw_sync_round(bigint, bigint, text) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION metergw_sync_round(bigint, bigint, text) TO metergw_gateway;
+
+        CREATE OR REPLACE FUNCTION metergw_ingest_batch(
+            from_seq bigint, to_seq bigint, now_s bigint,
+            r_serial bigint[], r_time bigint[], r_register bigint[], r_credit bigint[], r_has_credit boolean[],
+            r_source text[],
+            a_serial bigint[], a_time bigint[], a_alarms integer[], a_source text[], extra jsonb,
+            OUT outcome text, OUT acked bigint, OUT readings bigint, OUT alarms bigint, OUT conflicts bigint,
+            OUT others bigint)
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+        DECLARE
+            gw bigint;
+            n bigint;
+        BEGIN
+            SELECT b.outcome, b.acked, b.readings, b.alarms, b.conflicts
+                INTO outcome, acked, readings, alarms, conflicts
+            FROM metergw_ingest_batch(from_seq, to_seq, now_s, r_serial, r_time, r_register, r_credit, r_has_credit,
+                                      r_source, a_serial, a_time, a_alarms, a_source) b;
+            others := 0;
+            IF outcome <> 'applied' THEN
+                RETURN;
+            END IF;
+            SELECT id INTO gw FROM gateway WHERE login = session_user;
+            UPDATE gateway_sync SET reported_backlog = (extra->>'backlog')::bigint WHERE gateway_id = gw;
+
+            WITH i AS (
+                INSERT INTO event (meter_id, event_index, time, code, value, gateway_id)
+                SELECT m.id, (e->>'i')::bigint, (e->>'t')::bigint, (e->>'c')::integer, (e->>'v')::bigint, gw
+                FROM jsonb_array_elements(coalesce(extra->'events', '[]')) e
+                JOIN meter m ON m.serial = (e->>'s')::bigint AND m.gateway_id = gw
+                ON CONFLICT DO NOTHING RETURNING 1
+            ) SELECT count(*) INTO n FROM i;
+            others := others + n;
+            WITH i AS (
+                INSERT INTO relay_change (meter_id, time, relay, reason, source, gateway_id)
+                SELECT m.id, (e->>'t')::bigint, e->>'relay', (e->>'reason')::integer, e->>'source', gw
+                FROM jsonb_array_elements(coalesce(extra->'relays', '[]')) e
+                JOIN meter m ON m.serial = (e->>'s')::bigint AND m.gateway_id = gw
+                ON CONFLICT DO NOTHING RETURNING 1
+            ) SELECT count(*) INTO n FROM i;
+            others := others + n;
+            WITH i AS (
+                INSERT INTO card_upload (image, card_serial, card_id, meter_id, outcome, refusal, refusal_detail,
+                                         last_applied_sequence, units_applied, register, credit, meter_time, alarms,
+                                         uploaded_at, operator, gateway_id)
+                SELECT decode(e->>'image', 'hex'), (e->>'cardSerial')::bigint,
+                       (SELECT c.id FROM card c WHERE c.serial = (e->>'cardSerial')::bigint AND c.meter_id = m.id),
+                       m.id, (e->>'outcome')::integer, (e->>'refusal')::integer, (e->>'refusalDetail')::bigint,
+                       (e->>'lastApplied')::bigint, (e->>'unitsApplied')::bigint, (e->>'register')::bigint,
+                       (e->>'credit')::bigint, (e->>'meterTime')::bigint, (e->>'alarms')::integer,
+                       (e->>'uploadedAt')::bigint, e->>'operator', gw
+                FROM jsonb_array_elements(coalesce(extra->'uploads', '[]')) e
+                JOIN meter m ON m.serial = (e->>'s')::bigint AND m.gateway_id = gw
+                ON CONFLICT (image) DO NOTHING RETURNING 1
+            ) SELECT count(*) INTO n FROM i;
+            others := others + n;
+            WITH i AS (
+                INSERT INTO purchase_change (gateway_id, local_id, state, time, request_id, meter_id, sequence, mode,
+                                             units, unit_kind, currency, paid_minor, remote_order_id)
+                SELECT gw, (e->>'id')::bigint, e->>'state', (e->>'t')::bigint, e->>'requestId', m.id,
+                       (e->>'sequence')::bigint, e->>'mode', (e->>'units')::bigint, (e->>'unitKind')::smallint,
+                       e->>'currency', (e->>'paidMinor')::bigint,
+                       (SELECT o.id FROM remote_order o WHERE o.id = (e->>'order')::bigint AND o.gateway_id = gw)
+                FROM jsonb_array_elements(coalesce(extra->'purchases', '[]')) e
+                JOIN meter m ON m.serial = (e->>'s')::bigint AND m.gateway_id = gw
+                ON CONFLICT DO NOTHING RETURNING 1
+            ) SELECT count(*) INTO n FROM i;
+            others := others + n;
+            -- Orders the gateway refused: at receipt (the meter is not there, its account is not open), or later (the
+            -- meter refused the credit, or a person cancelled it at the gateway). First, so that the cancellation
+            -- that follows such a refusal finds the order refused already. A person decides.
+            WITH refused AS (
+                UPDATE remote_order o SET state = 'refused', refusal = e->>'refusal'
+                FROM jsonb_array_elements(coalesce(extra->'refusals', '[]')) e
+                WHERE o.id = (e->>'order')::bigint AND o.gateway_id = gw
+                    AND o.state IN ('pending', 'accepted', 'conflict')
+                RETURNING o.id, o.request_id, e->>'refusal' AS refusal, (e->>'s')::bigint AS serial
+            ), raised AS (
+                INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
+                SELECT gw, CASE refused.refusal WHEN 'unknown-meter' THEN 'meter-moved'
+                                                WHEN 'account-closed' THEN 'account-closed' ELSE 'order-refused' END,
+                       refused.serial,
+                       jsonb_build_object('order', refused.id, 'requestId', refused.request_id,
+                                          'refusal', refused.refusal),
+                       now_s
+                FROM refused RETURNING 1
+            ) SELECT count(*) INTO n FROM raised;
+            conflicts := conflicts + n;
+            -- The centre's own orders move with what the gateway reports of them (its own orders only).
+            UPDATE remote_order o SET
+                state = CASE e->>'state' WHEN 'queued' THEN
+                            CASE WHEN o.state = 'pending' THEN 'accepted' ELSE o.state END
+                        WHEN 'applied' THEN 'applied' ELSE o.state END,
+                -- The meter applied it after all (an answer lost before a refusal): applied wins, the conflict stays.
+                refusal = CASE WHEN e->>'state' = 'applied' THEN NULL ELSE o.refusal END,
+                sequence = (e->>'sequence')::bigint,
+                accepted_at = coalesce(o.accepted_at, (e->>'t')::bigint),
+                delivered_at = CASE WHEN e->>'state' = 'applied' THEN (e->>'t')::bigint ELSE o.delivered_at END
+            FROM (
+                -- One row per order (UPDATE ... FROM would pick any): its furthest state in this batch.
+                SELECT DISTINCT ON ((p->>'order')::bigint) p AS e
+                FROM jsonb_array_elements(coalesce(extra->'purchases', '[]')) p
+                WHERE p ? 'order'
+                ORDER BY (p->>'order')::bigint,
+                         CASE p->>'state' WHEN 'applied' THEN 3 WHEN 'cancelled' THEN 2 ELSE 1 END DESC
+            ) AS latest(e)
+            WHERE o.id = (e->>'order')::bigint AND o.gateway_id = gw AND o.state <> 'applied';
+            -- A cancelled purchase that delivered an order, without a refusal before it (a gateway before v6-refusals):
+            -- the order is refused all the same, never silently cancelled.
+            WITH cancelled AS (
+                UPDATE remote_order o SET state = 'refused', refusal = 'cancelled-at-gateway'
+                FROM meter m, (
+                    SELECT DISTINCT (p->>'order')::bigint AS id
+                    FROM jsonb_array_elements(coalesce(extra->'purchases', '[]')) p
+                    WHERE p ? 'order' AND p->>'state' = 'cancelled'
+                ) AS c
+                WHERE o.id = c.id AND o.gateway_id = gw AND o.state IN ('pending', 'accepted') AND m.id = o.meter_id
+                RETURNING o.id, o.request_id, m.serial
+            ), raised AS (
+                INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
+                SELECT gw, 'order-refused', cancelled.serial,
+                       jsonb_build_object('order', cancelled.id, 'requestId', cancelled.request_id,
+                                          'refusal', 'cancelled-at-gateway'),
+                       now_s
+                FROM cancelled RETURNING 1
+            ) SELECT count(*) INTO n FROM raised;
+            conflicts := conflicts + n;
+            -- Rows of meters this gateway does not serve: one conflict per meter and batch, as for readings.
+            WITH serials AS (
+                SELECT DISTINCT (e->>'s')::bigint AS s
+                FROM jsonb_array_elements(coalesce(extra->'events', '[]') || coalesce(extra->'relays', '[]')
+                                          || coalesce(extra->'uploads', '[]') || coalesce(extra->'purchases', '[]')) e
+            ), missing AS (
+                SELECT s FROM serials
+                WHERE NOT EXISTS (SELECT 1 FROM meter m WHERE m.serial = serials.s AND m.gateway_id = gw)
+                    AND s <> ALL (r_serial || a_serial)
+            ), raised AS (
+                INSERT INTO conflict (gateway_id, kind, meter_serial, detail, raised_at)
+                SELECT gw, CASE WHEN EXISTS (SELECT 1 FROM meter m WHERE m.serial = missing.s)
+                                THEN 'meter-moved' ELSE 'unknown-meter' END,
+                       missing.s, jsonb_build_object('batchFrom', from_seq, 'batchTo', to_seq), now_s
+                FROM missing RETURNING 1
+            ) SELECT count(*) INTO n FROM raised;
+            conflicts := conflicts + n;
+            UPDATE gateway_sync SET rows = rows + others WHERE gateway_id = gw;
+        END $$;
         """#
 }

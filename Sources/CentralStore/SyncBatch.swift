@@ -212,4 +212,21 @@ extension CentralDatabase {
         guard let acked else { throw .permissionDenied("\(login) is not an active gateway's login") }
         return acked
     }
+
+    /// Records the end of this gateway's sync round at the centre (`metergw_sync_round`, c4-refusals): with no
+    /// error, the round succeeded (batches or not): the centre clears the gateway's last error and notes the time
+    /// and the backlog; with one, the round failed while connected and the centre shows why. A centre without
+    /// c4-refusals has no such function: nothing is recorded there, and that is no failure of the round.
+    public func reportRound(now: Int64, backlog: Int64, error: String?) async throws(CentralError) {
+        guard self.isUsable() else { throw .unreachable(url: self.url.description, detail: "connection closed") }
+        do {
+            _ = try await self.run {
+                try await self.connection.query(
+                    "SELECT metergw_sync_round(\(now), \(backlog), \(error))", logger: self.logger
+                ).collect()
+            }
+        } catch .server(let state, _) where state == "42883" {
+            return  // undefined_function: the centre is not migrated to c4-refusals yet
+        }
+    }
 }

@@ -500,6 +500,14 @@ final class BusPoller: Sendable {
                     metadata["units"] = .stringConvertible(p.units)
                     self.logger.notice(applied ? "credit applied" : "credit was already applied", metadata: metadata)
                 }
+            case .success(.failure(.centralOrderRefused(let purchase, let sequence, let order, let refusal))):
+                self.context.metrics.credit(bus: self.configuration.name, outcome: "refused")
+                metadata["purchase"] = .stringConvertible(purchase)
+                metadata["sequence"] = .stringConvertible(sequence)
+                metadata["centralOrder"] = .stringConvertible(order)
+                metadata["refusal"] = .string(refusal)
+                self.logger.warning("central credit refused by the meter: cancelled here, refused to the centre",
+                                    metadata: metadata)
             case .success(.failure(let failure)):
                 self.context.metrics.credit(bus: self.configuration.name, outcome: "failed")
                 if case .bus(let error) = failure, case .adapterGone = error { return .adapterGone }

@@ -53,6 +53,9 @@ public struct CreditDelivery: Sendable {
         case answerLost(purchase: Int64, sequence: Int64, cause: BusError)
         /// The meter's protocol has no remote credit command (Modbus RTU, DL/T 645): nothing was sent.
         case noRemoteCredit(protocolName: String)
+        /// The meter refused the credit of an order sold at the centre for good (``endsCredit(_:)``): the purchase
+        /// is cancelled here and the refusal goes up to the centre, which raises a conflict for a person.
+        case centralOrderRefused(purchase: Int64, sequence: Int64, order: Int64, refusal: String)
 
         public var description: String {
             switch self {
@@ -68,6 +71,10 @@ public struct CreditDelivery: Sendable {
             case .noRemoteCredit(let name):
                 "the meter speaks \(name), which has no remote credit command: its remote purchases stay queued and "
                     + "nothing was sent; cancel them and sell on a card, or move the meter to a native bus"
+            case .centralOrderRefused(let id, let sequence, let order, let refusal):
+                "the meter refused purchase \(id) (sequence \(sequence)), the central store's order \(order): "
+                    + "\(refusal). It is cancelled here and the refusal goes to the central store, where a person "
+                    + "settles it (`metergw central conflicts`); check the key file and the meter's key revision"
             }
         }
     }
@@ -113,6 +120,7 @@ public struct CreditDelivery: Sendable {
                 outcome.lastApplied = credit.lastAppliedSequence
                 state.lastAppliedPurchase = max(state.lastAppliedPurchase, UInt32(p.sequence))
             case .failure(.refused(let nak, let evidence)):
+                try self.refuseCentralOrder(p, after: all, nak: nak)
                 throw .bus(.refused(nak, evidence))
             case .failure(let cause):
                 // The answer was lost: the meter may or may not have applied it. Read, never resend blindly.
@@ -126,6 +134,33 @@ public struct CreditDelivery: Sendable {
             }
         }
         return outcome
+    }
+
+    /// Refusals that no resend changes: the command's MAC does not verify (another key), another key revision, a
+    /// credit the meter cannot hold, or one it does not allow (another unit). The rest (busy, a replayed counter, a
+    /// sequence gap before a card) may pass on a later delivery.
+    public static func endsCredit(_ nak: Nak) -> Bool {
+        switch nak.knownCode {
+        case .authenticationFailed, .keyRevisionMismatch, .valueOutOfRange, .notPermitted: true
+        default: false
+        }
+    }
+
+    /// After the meter refused the command for `sent` for good: the purchase it blocks (itself, or the next queued
+    /// one when a void was refused) is, if it delivers a centrally sold order, cancelled and refused back to the
+    /// centre, so that the centre learns it and no later delivery can apply what a person there may sell again.
+    /// A local purchase stays queued (the desk decides), as before.
+    private func refuseCentralOrder(_ sent: Purchase, after all: [Purchase], nak: Nak) throws(Failure) {
+        guard Self.endsCredit(nak) else { return }
+        let blocked = sent.state == .queued
+            ? sent : all.first { $0.sequence > sent.sequence && $0.state == .queued }
+        guard let blocked else { return }
+        let refusal = "meter-refused:" + (nak.knownCode?.name ?? "nak-\(nak.code)")
+        let order = try Self.stored { () throws(StoreError) in
+            try self.store.refuseCentralPurchase(blocked.id!, reason: refusal, by: self.actor)
+        }
+        guard let order else { return }
+        throw .centralOrderRefused(purchase: blocked.id!, sequence: blocked.sequence, order: order, refusal: refusal)
     }
 
     private func mark(_ meter: String, upTo sequence: UInt32, source: String) throws(Failure) -> [Purchase] {

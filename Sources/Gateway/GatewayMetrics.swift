@@ -93,7 +93,7 @@ public final class GatewayMetrics: Sendable {
             }
             self.states = states
             var credit: [String: CoreMetrics.Counter] = [:]
-            for outcome in ["applied", "already-applied", "failed", "unsupported"] {
+            for outcome in ["applied", "already-applied", "failed", "unsupported", "refused"] {
                 credit[outcome] = CoreMetrics.Counter(label: "metergw_credit_deliveries_total",
                                           dimensions: d + [("outcome", outcome)], factory: factory)
             }

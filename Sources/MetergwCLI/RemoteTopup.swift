@@ -62,6 +62,8 @@ struct RemoteTopup {
                     of: "the next delivery reads", with: "run the same command again: it reads"))
             case .noRemoteCredit:
                 throw CLIError(.usage, error.description)
+            case .centralOrderRefused:
+                throw CLIError(.refused, error.description)
             }
         }
         let sent = outcome.sent.map { ($0.purchase, $0.applied) }

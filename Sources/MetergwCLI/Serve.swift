@@ -162,7 +162,8 @@ struct Serve: ParsableCommand {
         options.maxBatchesPerSecond = settings.rate
         var named = logger
         named[metadataKey: "central"] = "\(url)"
-        return OutboxSyncService(sync: OutboxSync(store: store, central: url, options: options),
+        return OutboxSyncService(sync: OutboxSync(store: store, central: url, options: options,
+                                                  crashHook: CrashHook.fromEnvironment()),
                                  interval: settings.interval, logger: named, report: report)
     }
 

@@ -35,7 +35,8 @@ struct SyncCommand: ParsableCommand {
             var options = OutboxSync.Options()
             options.batchSize = max(1, self.batch)
             options.maxBatchesPerSecond = max(1, self.rate)
-            let sync = OutboxSync(store: db, central: url, options: options)
+            let sync = OutboxSync(store: db, central: url, options: options,
+                                  crashHook: CrashHook.fromEnvironment())
             let result = Blocking.wait { () async -> Result<OutboxSync.Run, OutboxSync.Failure> in
                 do throws(OutboxSync.Failure) {
                     return .success(try await sync.drain())
@@ -70,8 +71,9 @@ struct SyncCommand: ParsableCommand {
             discussion: """
                 With --db (the default): the acknowledged sequence, the backlog, its lag and the last error of this \
                 gateway. With --url and the centre's own user: per gateway, the last acknowledged sequence, the \
-                backlog it reported with its last batch, the lag since that batch, remote orders not yet \
-                confirmed, and the last error.
+                backlog it reported at the end of its last round, the time since it was last heard from (its \
+                last successful round or batch), remote orders not yet confirmed, and the last error of a round \
+                that failed while connected (cleared by the next successful round, even an empty one).
                 """)
         @OptionGroup var store: StoreOptions
         @Option(name: .customLong("url"),
@@ -105,13 +107,15 @@ struct SyncCommand: ParsableCommand {
         private func central(_ url: CentralURL) throws {
             let gateways = try CentralCLI.run(url) { try await $0.gateways() }
             let now = StoreCLI.now
-            func lag(_ g: CentralGateway) -> Int64? { g.lastBatchAt.map { max(0, now - $0) } }
+            // Since the gateway was last heard from: a gateway with nothing to send still completes rounds.
+            func lag(_ g: CentralGateway) -> Int64? { g.lastContactAt.map { max(0, now - $0) } }
             StoreCLI.emit(json: self.json, .object([("gateways", .array(gateways.map {
                 .object([
                     ("name", .string($0.name)), ("ackedSequence", .int($0.ackedSequence)),
                     ("backlog", $0.reportedBacklog.map { .int($0) } ?? .null),
                     ("lagSeconds", lag($0).map { .int($0) } ?? .null),
                     ("lastBatchAt", $0.lastBatchAt.map { .int($0) } ?? .null),
+                    ("lastRoundAt", $0.lastRoundAt.map { .int($0) } ?? .null),
                     ("openOrders", .int($0.openOrders)),
                     ("lastError", $0.lastError.map { .string($0) } ?? .null),
                 ])

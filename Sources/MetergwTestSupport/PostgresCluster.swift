@@ -175,6 +175,73 @@ public final class PostgresCluster: Sendable {
                                 "-o", self.serverOptions, "start"])
     }
 
+    /// SIGKILL to the postmaster, as `kill -9` or the kernel's OOM killer would: no shutdown of any kind. Returns
+    /// once the postmaster and every server process it left behind are gone (backends notice their postmaster's
+    /// death and exit), so that ``restartAfterCrash()`` can start it again; the timeout is a failure guard.
+    public func crash(timeout: TimeInterval = 60) throws {
+        let dataFolder = "\(self.folder)/data"
+        guard let text = try? String(contentsOfFile: "\(dataFolder)/postmaster.pid", encoding: .utf8),
+            let line = text.split(separator: "\n").first, let pid = pid_t(line.trimmingCharacters(in: .whitespaces))
+        else { throw Failure.failed("no postmaster.pid in \(dataFolder): the server is not running") }
+        guard Glibc.kill(pid, SIGKILL) == 0 else {
+            throw Failure.failed("kill -9 \(pid): \(String(cString: strerror(errno)))")
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        // The postmaster first (a dying process may already have let go of its folder), then its children.
+        while Self.isRunning(pid) || Self.liveProcesses(in: dataFolder) > 0 {
+            guard Date() < deadline else {
+                throw Failure.failed("server processes of \(dataFolder) still running \(Int(timeout)) s after kill -9")
+            }
+            usleep(20_000)
+        }
+        // A killed postmaster that nobody reaped yet is a zombie: kill(pid, 0) still succeeds and the next
+        // postmaster would take it for a running one. Nothing of the old server runs any more, so its lock files
+        // (the data folder's and the socket's) are stale.
+        if Self.isZombie(pid) {
+            try? FileManager.default.removeItem(atPath: "\(dataFolder)/postmaster.pid")
+            try? FileManager.default.removeItem(atPath: "\(self.folder)/.s.PGSQL.\(self.port).lock")
+        }
+    }
+
+    /// Starts the server again after ``crash()``: it replays its write-ahead log (crash recovery).
+    /// The end of the server's log is in the error: the folder is removed when the test ends.
+    public func restartAfterCrash() throws {
+        do {
+            try self.restart()
+        } catch {
+            let log = (try? String(contentsOfFile: "\(self.folder)/server.log", encoding: .utf8)) ?? ""
+            throw Failure.failed("\(error)\nserver.log ends:\n"
+                                 + log.split(separator: "\n").suffix(15).joined(separator: "\n"))
+        }
+    }
+
+    /// Server processes (not zombies) whose working folder is `dataFolder`: every postgres process works there.
+    private static func liveProcesses(in dataFolder: String) -> Int {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return 0 }
+        let target = URL(fileURLWithPath: dataFolder).resolvingSymlinksInPath().path
+        var count = 0
+        for name in names {
+            guard let pid = pid_t(name), pid != getpid(),
+                let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(name)/cwd"),
+                cwd == target || cwd == dataFolder, !Self.isZombie(pid)
+            else { continue }
+            count += 1
+        }
+        return count
+    }
+
+    /// Alive and not yet a zombie (a zombie has exited; it only waits to be reaped).
+    private static func isRunning(_ pid: pid_t) -> Bool {
+        FileManager.default.fileExists(atPath: "/proc/\(pid)/stat") && !Self.isZombie(pid)
+    }
+
+    private static func isZombie(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+
     /// A cluster that is not durable acknowledges commits before they are on disk: after ``kill()`` it has lost
     /// them. Tests that kill the server use a durable one.
     private var serverOptions: String {

@@ -53,34 +53,30 @@ public struct OutboxSync: Sendable {
     let store: BillingDatabase
     let central: CentralURL
     let options: Options
+    /// A named point where a test may kill the process (`METERGW_CRASH_AT`, docs/STORE.md "Test hooks"):
+    /// `sync-ingested` (the centre committed a batch, its acknowledgement not yet recorded here), `sync-fetched`
+    /// (orders fetched from the centre, none stored here yet), `sync-received` (orders stored here, their
+    /// `queued` not yet sent up). nil in production.
+    let crashHook: (@Sendable (String) -> Void)?
 
-    public init(store: BillingDatabase, central: CentralURL, options: Options = Options()) {
+    public init(store: BillingDatabase, central: CentralURL, options: Options = Options(),
+                crashHook: (@Sendable (String) -> Void)? = nil) {
         self.store = store
         self.central = central
         self.options = options
+        self.crashHook = crashHook
     }
 
     /// One round: sends everything waiting (uplink), then fetches the remote credit sold centrally for this
     /// gateway's meters and queues it locally (downlink), and sends what that queued or refused. On failure the
     /// backlog stays, the error is recorded in the store (for status), and the next run resumes from the centre's
     /// acknowledgement; an order received twice is queued once.
-    public func drain(now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) async throws(Failure)
-        -> Run
+    public func drain(now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) })
+        async throws(Failure) -> Run
     {
         do {
             return try await CentralDatabase.with(self.central) { db in
-                var run = try await self.drain(db, now: now)
-                let (queued, refused) = try await self.fetchOrders(db, now: now)
-                run.ordersQueued = queued
-                run.ordersRefused = refused
-                if queued + refused > 0 {
-                    let more = try await self.drain(db, now: now)
-                    run.batches += more.batches
-                    run.others += more.others
-                    run.conflicts += more.conflicts
-                    run.ackedSequence = more.ackedSequence
-                }
-                return run
+                try await db.abandoningOnClose { try await self.round(db, now: now) }
             }
         } catch let failure as Failure {
             try? self.store.recordSyncError(failure.description, now: now())
@@ -95,6 +91,40 @@ public struct OutboxSync: Sendable {
         }
     }
 
+    /// One round on one connection: uplink, downlink, uplink of what the downlink did, and the round's report.
+    private func round(_ db: CentralDatabase, now: @escaping @Sendable () -> Int64) async throws -> Run {
+        do {
+            var run = try await self.drain(db, now: now)
+            let (queued, refused) = try await self.fetchOrders(db, now: now)
+            run.ordersQueued = queued
+            run.ordersRefused = refused
+            if queued + refused > 0 {
+                let more = try await self.drain(db, now: now)
+                run.batches += more.batches
+                run.others += more.others
+                run.conflicts += more.conflicts
+                run.ackedSequence = more.ackedSequence
+            }
+            // Even an empty round tells the centre: its view (last error, backlog, last contact) is now.
+            let backlog: Int64
+            do throws(StoreError) {
+                backlog = try self.store.syncState().backlog
+            } catch {
+                throw Failure.local(error)
+            }
+            try await db.reportRound(now: now(), backlog: backlog, error: nil)
+            return run
+        } catch {
+            // Failed while connected (the centre lost entries, a refused batch, the local store): the
+            // centre shows why. Not on a connection the server dropped (see CentralDatabase.isUsable).
+            if db.isUsable(after: Self.cause(of: error)) {
+                let backlog = (try? self.store.syncState().backlog) ?? 0
+                try? await db.reportRound(now: now(), backlog: backlog, error: Self.message(error))
+            }
+            throw error
+        }
+    }
+
     /// The downlink: the centre's pending orders for this gateway's meters, each queued once (or refused).
     private func fetchOrders(_ db: CentralDatabase, now: @Sendable () -> Int64) async throws(Failure)
         -> (queued: Int, refused: Int)
@@ -105,6 +135,7 @@ public struct OutboxSync: Sendable {
         } catch {
             throw .central(error)
         }
+        if !orders.isEmpty { self.crashHook?("sync-fetched") }
         var queued = 0
         var refused = 0
         for o in orders {
@@ -121,7 +152,22 @@ public struct OutboxSync: Sendable {
                 throw .local(error)
             }
         }
+        if queued + refused > 0 { self.crashHook?("sync-received") }
         return (queued, refused)
+    }
+
+    /// The centre's error inside one of ours, for ``CentralDatabase/isUsable(after:)``.
+    static func cause(of error: any Error) -> any Error {
+        if case .central(let central)? = error as? Failure { return central }
+        return error
+    }
+
+    static func message(_ error: any Error) -> String {
+        switch error {
+        case let failure as Failure: failure.description
+        case let error as CentralError: error.description
+        default: String(describing: error)
+        }
     }
 
     /// Who the gateway's audit log names for what sync did.
@@ -180,6 +226,7 @@ public struct OutboxSync: Sendable {
             } catch {
                 throw .central(error)
             }
+            self.crashHook?("sync-ingested")
             do {
                 try self.store.acknowledgeOutbox(upTo: receipt.ackedSequence, now: now())
             } catch {

@@ -8,7 +8,8 @@ import Testing
     @Test func migrationsAreNamedAndAppliedOnceOnAFileInWALMode() throws {
         let path = temporaryPath()
         let store = try BillingDatabase.open(path: path)
-        #expect(try store.appliedMigrations() == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox", "v5-sync"])
+        #expect(try store.appliedMigrations()
+                    == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox", "v5-sync", "v6-refusals"])
         let again = try BillingDatabase.open(path: path, migrate: false)
         #expect(try again.migrate().applied.isEmpty)
         let (mode, keys, tables) = try store.writer.read { db in
@@ -26,7 +27,7 @@ import Testing
     @Test func migrateOnAnEmptyFileAppliesEveryMigrationInOrder() throws {
         let store = try BillingDatabase.open(path: temporaryPath(), migrate: false)
         let result = try store.migrate()
-        #expect(result.applied == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox", "v5-sync"])
+        #expect(result.applied == ["v1-billing", "v2-readings", "v3-gateway", "v4-outbox", "v5-sync", "v6-refusals"])
         #expect(result.all == result.applied)
     }
 

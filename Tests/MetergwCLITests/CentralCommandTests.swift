@@ -21,7 +21,8 @@ struct CentralCommandTests {
     @Test func migrateTwiceThenAddAndListGateways() throws {
         let first = try CLI.run(["central", "migrate", "--url", self.url, "--json"])
         #expect(first.status == 0, "\(first.stderr)")
-        #expect(try self.json(first.stdout)["applied"] as? [String] == ["c1-central", "c2-ingest", "c3-downlink"])
+        #expect(try self.json(first.stdout)["applied"] as? [String]
+                    == ["c1-central", "c2-ingest", "c3-downlink", "c4-refusals"])
         // Again, by the environment variable: nothing to do.
         let second = try CLI.run(["central", "migrate"], environment: ["METERGW_CENTRAL_URL": self.url])
         #expect(second.status == 0 && second.stdout.contains("schema up to date"), "\(second.stderr)")
@@ -153,6 +154,8 @@ struct CentralCommandTests {
         let row = try #require((try self.json(status.stdout)["gateways"] as? [[String: Any]])?.first)
         #expect(row["name"] as? String == name && row["ackedSequence"] as? Int == 251 && row["backlog"] as? Int == 0
                 && row["openOrders"] as? Int == 0)
+        // Its rounds reached the centre: when it was last heard from, and no error.
+        #expect(row["lastRoundAt"] is Int && row["lagSeconds"] is Int && row["lastError"] is NSNull, "\(row)")
         let table = try CLI.run(["sync", "status", "--url", self.url])
         #expect(table.stdout.contains(name) && table.stdout.contains("open orders"), "\(table.stdout)")
     }
