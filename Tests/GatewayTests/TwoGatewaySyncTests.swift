@@ -2,7 +2,6 @@ import BillingStore
 import Foundation
 import Gateway
 import MetergwTestSupport
-import PostgresNIO
 import Prepaid
 import StoreSync
 import Testing
@@ -10,8 +9,8 @@ import Testing
 @testable import CentralStore
 
 /// Two substations (`metergw serve` processes over emulated buses) and one billing centre: the link is cut and
-/// restored, one gateway is killed and restarted, credit sold at the centre reaches its meter once, and the centre ends with exactly the union of what
-/// the gateways stored.
+/// restored, one gateway is killed and restarted, credit sold at the centre reaches its
+/// meter once, and the centre ends with exactly the union of what the gateways stored.
 @Suite(.enabled(if: PostgresCluster.shouldRun, "\(PostgresCluster.unavailableReason ?? "")"))
 struct TwoGatewaySyncTests {
     struct Substation {
@@ -21,32 +20,6 @@ struct TwoGatewaySyncTests {
         let serials: [UInt32]
         let password: String
         var login: String { CentralDatabase.login(ofGateway: self.name) }
-    }
-
-    func query<T: PostgresDecodable & Sendable>(_ url: CentralURL, _ sql: String, as: T.Type) async throws -> [T] {
-        try await CentralDatabase.with(url) { db in
-            var out: [T] = []
-            for try await v in try await db.connection.query(PostgresQuery(unsafeSQL: sql), logger: db.logger)
-                .decode(T.self) { out.append(v) }
-            return out
-        }
-    }
-
-    /// Polls `condition` (a centre's query) every 200 ms; the timeout is a generous failure guard.
-    func eventually(_ what: String, timeout: TimeInterval = 60, _ condition: () async -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while await !condition() {
-            guard Date() < deadline else { throw EmulatorProcess.Failure("gave up waiting (\(Int(timeout)) s) for: \(what)") }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-    }
-
-    /// (serial, time, value) rows of one gateway at the centre, sorted.
-    func centralRows(_ url: CentralURL, _ table: String, _ value: String, gateway: String) async throws -> [String] {
-        try await self.query(url, """
-            SELECT m.serial || '/' || t.time || '/' || t.\(value) FROM \(table) t JOIN meter m ON m.id = t.meter_id
-            JOIN gateway g ON g.id = t.gateway_id WHERE g.name = '\(gateway)' ORDER BY 1
-            """, as: String.self)
     }
 
     @Test func twoGatewaysSyncThroughAnOutageAndCentralCreditIsAppliedOnce() async throws {
@@ -86,8 +59,8 @@ struct TwoGatewaySyncTests {
         }
         defer { for g in gateways { g.kill() } }
         for (s, g) in zip(stations, gateways) {
-            try await self.eventually("\(s.name)'s readings at the centre\n\(g.log)") {
-                (try? await self.query(admin, """
+            try await Centre.eventually("\(s.name)'s readings at the centre\n\(g.log)") {
+                (try? await Centre.query(admin, """
                     SELECT count(*) FROM reading r JOIN gateway g ON g.id = r.gateway_id WHERE g.name = '\(s.name)'
                     """, as: Int64.self).first) ?? 0 > 0
             }
@@ -127,10 +100,8 @@ struct TwoGatewaySyncTests {
 
         // Each order is fetched by its gateway, applied by its meter and confirmed at the centre.
         for o in sold {
-            try await self.eventually("order \(o.request) applied at the centre\n\(gateways[o.station].log)") {
-                (try? await self.query(admin, """
-                    SELECT state FROM remote_order WHERE request_id = '\(o.request)'
-                    """, as: String.self).first) == "applied"
+            try await Centre.eventually("order \(o.request) applied at the centre\n\(gateways[o.station].log)") {
+                await Centre.orderState(admin, o.request) == "applied"
             }
         }
         // Metrics: the sync's position, backlog, lag and errors (the outage counted).
@@ -162,25 +133,13 @@ struct TwoGatewaySyncTests {
             url.password = s.password
             _ = try await OutboxSync(store: s.site.store, central: url).drain()
             #expect(try s.site.store.syncState().backlog == 0)
-            var readings: [String] = []
-            var alarms: [String] = []
-            var relays: [String] = []
-            for address in 1...2 {
-                let id = try s.site.meterID(s.bus, address)
-                let serial = s.serials[address - 1]
-                readings += try s.site.store.readings(meterID: id).map { "\(serial)/\($0.time)/\($0.register)" }
-                alarms += try s.site.store.alarmChanges(meterID: id).map { "\(serial)/\($0.time)/\($0.alarms)" }
-                relays += try s.site.store.relayChanges(meterID: id).map { "\(serial)/\($0.time)/\($0.relay)" }
-            }
-            #expect(try await self.centralRows(admin, "reading", "register", gateway: s.name) == readings.sorted())
-            #expect(try await self.centralRows(admin, "alarm", "alarms", gateway: s.name) == alarms.sorted())
-            #expect(try await self.centralRows(admin, "relay_change", "relay", gateway: s.name) == relays.sorted())
+            let local = try s.site.syncedRows(s.bus, addresses: 1...2)
+            #expect(try await Centre.rows(admin, "reading", "register", gateway: s.name) == local.readings)
+            #expect(try await Centre.rows(admin, "alarm", "alarms", gateway: s.name) == local.alarms)
+            #expect(try await Centre.rows(admin, "relay_change", "relay", gateway: s.name) == local.relays)
             let purchases = try s.site.store.purchases()
-            let changes = try await self.query(admin, """
-                SELECT p.local_id || '/' || p.state FROM purchase_change p JOIN gateway g ON g.id = p.gateway_id
-                WHERE g.name = '\(s.name)' ORDER BY 1
-                """, as: String.self)
-            #expect(changes == purchases.flatMap { ["\($0.id!)/applied", "\($0.id!)/queued"] }.sorted())
+            #expect(try await Centre.purchaseChanges(admin, gateway: s.name)
+                        == purchases.flatMap { ["\($0.id!)/applied", "\($0.id!)/queued"] }.sorted())
             #expect(try s.site.store.check().isEmpty)
         }
         let conflicts = try await CentralDatabase.with(admin) { try await $0.conflicts(all: true) }
