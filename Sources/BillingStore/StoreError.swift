@@ -54,6 +54,14 @@ public enum StoreError: Error, Hashable, Sendable {
     case database(String)
     case io(String)
 
+    // MARK: The central store (`--url`)
+    /// No server answered, or the connection broke: the message names the URL (without its password).
+    case unreachable(String)
+    /// The login may not do this (a gateway's login at the desk), or the server refused the login.
+    case permissionDenied(String)
+    /// The central store's schema is not this build's: the message says to migrate or to upgrade.
+    case schema(String)
+
     /// Maps any error from GRDB or SQLite to a store error by its result code.
     public init(_ error: any Error) {
         if let error = error as? StoreError {
@@ -119,6 +127,7 @@ public enum StoreError: Error, Hashable, Sendable {
         case .constraint(let m): "refused by a store constraint: \(m)"
         case .database(let m): "database error: \(m)"
         case .io(let m): "I/O error: \(m)"
+        case .unreachable(let m), .permissionDenied(let m), .schema(let m): m
         }
     }
 }

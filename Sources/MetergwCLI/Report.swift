@@ -195,13 +195,12 @@ struct ReportCommand: ParsableCommand {
 
     struct Balances: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every account's balance now.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Flag(help: "Comma-separated values.") var csv = false
         @Flag(help: "One JSON array.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let all = try StoreCLI.run { try db.accounts() }
+            let all = try self.desk.run { try await $0.accounts() }
             let header = ["account", "number", "name", "state", "balance", "currency", "pendingPurchases"]
             let rows: [[String]] = all.map { d in
                 [String(d.account.id!), String(d.account.number), d.customer.name, d.account.state.rawValue,
@@ -253,12 +252,12 @@ struct ReportCommand: ParsableCommand {
 
     struct Receipt: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Reprint a purchase's receipt.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "Purchase id.") var purchase: Int64
 
         func run() throws {
-            let db = try self.store.open()
-            let receipt = try StoreCLI.run { try db.receipt(purchase: self.purchase) }
+            let id = self.purchase
+            let receipt = try self.desk.run { try await $0.receipt(purchase: id) }
             Output.write(1, receipt.text)
         }
     }

@@ -77,8 +77,9 @@ enum StoreCLI {
             status = .dataError
         case .databaseLocked: status = .busy
         case .diskFull, .io, .cannotOpen: status = .ioError
-        case .readOnly: status = .noPermission
-        case .constraint, .database: status = .failure
+        case .readOnly, .permissionDenied: status = .noPermission
+        case .unreachable: status = .noAnswer
+        case .constraint, .database, .schema: status = .failure
         }
         return CLIError(status, error.explanation)
     }

@@ -1,0 +1,324 @@
+import BillingStore
+import Foundation
+import MeterProtocol
+import PostgresNIO
+import Prepaid
+
+/// The billing desk on the central store (docs/CENTRAL.md "The desk on the central store"): the same operations,
+/// rules and records as on SQLite. The rules are `DeskRules` and `SaleRules`; this file only fetches and writes
+/// rows. Each operation is one transaction; where SQLite relied on its single writer, the rows decided on are
+/// locked (`FOR UPDATE`: the account sold to, the meter numbered) or an advisory lock orders the writers (account
+/// numbers, tariff versions).
+extension CentralDatabase: BillingDesk {
+    // MARK: Accounts
+
+    public func openAccount(
+        name: String, address: String?, phone: String?, number: Int64?, currency: Currency, by actor: Actor
+    ) async throws(StoreError) -> BillingDatabase.AccountDetail {
+        let name = try DeskRules.checkNewAccount(name: name, number: number)
+        return try await self.deskWrite { c in
+            try await self.lockNumbering(c)
+            let customerID = try await self.id(c, """
+                INSERT INTO customer (name, address, phone, created_at)
+                VALUES (\(name), \(address), \(phone), \(actor.now)) RETURNING id
+                """)
+            let highest = try await self.optional(c, "SELECT max(number) FROM account", as: Int64.self)
+            let chosen = DeskRules.accountNumber(given: number, highest: highest)
+            let accountID = try await self.id(c, """
+                INSERT INTO account (customer_id, number, currency, balance_minor, state, opened_at)
+                VALUES (\(customerID), \(chosen), \(currency.code), 0, 'open', \(actor.now)) RETURNING id
+                """)
+            try await self.audit(c, actor, "account.open", "account", accountID,
+                                 [("name", .string(name)), ("number", .int(chosen)),
+                                  ("currency", .string(currency.code))])
+            return try await self.detail(c, try await self.account(c, id: accountID))
+        }
+    }
+
+    public func closeAccount(_ reference: String, payout: Bool, by actor: Actor) async throws(StoreError)
+        -> BillingDatabase.AccountDetail
+    {
+        try await self.deskWrite { c in
+            var account = try await self.findAccount(c, reference, lock: true)
+            let paidOut = try DeskRules.checkClose(
+                account, pending: try await self.pendingCount(c, account: account.id!), payout: payout)
+            if paidOut > 0 {
+                try await self.move(c, &account, .payout, -paidOut, now: actor.now)
+                try await self.audit(c, actor, "account.payout", "account", account.id,
+                                     [("amountMinor", .int(paidOut))])
+            }
+            try await c.execute("UPDATE meter SET account_id = NULL WHERE account_id = \(account.id!)",
+                                logger: self.logger)
+            try await c.execute("""
+                UPDATE account SET state = 'closed', closed_at = \(actor.now) WHERE id = \(account.id!)
+                """, logger: self.logger)
+            try await self.audit(c, actor, "account.close", "account", account.id)
+            return try await self.detail(c, try await self.account(c, id: account.id!))
+        }
+    }
+
+    public func accounts() async throws(StoreError) -> [BillingDatabase.AccountDetail] {
+        try await self.deskRead { c in
+            var out: [BillingDatabase.AccountDetail] = []
+            for account in try await self.records(c, "SELECT to_jsonb(a)::text FROM account a ORDER BY a.id",
+                                                  as: Account.self) {
+                out.append(try await self.detail(c, account))
+            }
+            return out
+        }
+    }
+
+    public func account(_ reference: String) async throws(StoreError) -> BillingDatabase.AccountDetail {
+        try await self.deskRead { c in try await self.detail(c, try await self.findAccount(c, reference)) }
+    }
+
+    public func movements(account reference: String) async throws(StoreError) -> [Movement] {
+        try await self.deskRead { c in
+            let account = try await self.findAccount(c, reference)
+            return try await self.records(c, """
+                SELECT to_jsonb(v)::text FROM movement v WHERE v.account_id = \(account.id!) ORDER BY v.id
+                """, as: Movement.self)
+        }
+    }
+
+    // MARK: Meters
+
+    public func addMeter(
+        serial: UInt32, kind: DeviceKind, tariff: String, bus: String?, address: UInt8?, keyRevision: UInt8,
+        lastApplied: UInt32, by actor: Actor
+    ) async throws(StoreError) -> Meter {
+        let unit = try DeskRules.checkNewMeter(serial: serial, kind: kind)
+        return try await self.deskWrite { c in
+            let record = try await self.findTariff(c, tariff)
+            try DeskRules.checkTariff(record, forMeterUnit: Int64(unit.rawValue))
+            let serial = Int64(serial)
+            if try await self.optional(c, "SELECT id FROM meter WHERE serial = \(serial)", as: Int64.self) != nil {
+                throw StoreError.meterExists(serial: serial)
+            }
+            let id = try await self.id(c, """
+                INSERT INTO meter (serial, kind, unit_kind, bus, address, tariff_id, key_revision, sequence_base,
+                                   last_applied_sequence, fixed_charges_from, created_at)
+                VALUES (\(serial), \(kind.name), \(Int16(unit.rawValue)), \(bus), \(address.map(Int16.init)),
+                        \(record.id!), \(Int16(keyRevision)), \(Int64(lastApplied)), \(Int64(lastApplied)), 0,
+                        \(actor.now))
+                RETURNING id
+                """)
+            try await self.audit(c, actor, "meter.add", "meter", id,
+                                 [("serial", .int(serial)), ("kind", .string(kind.name)),
+                                  ("tariff", .string(record.name))])
+            return try await self.meter(c, id: id)
+        }
+    }
+
+    public func assignMeter(_ meterReference: String, to accountReference: String, by actor: Actor)
+        async throws(StoreError) -> Meter
+    {
+        try await self.deskWrite { c in
+            let account = try await self.findAccount(c, accountReference, lock: true)
+            var meter = try await self.findMeter(c, meterReference, lock: true)
+            let pending = try await self.count(c, """
+                SELECT count(*) FROM purchase WHERE meter_id = \(meter.id!) AND state IN ('created', 'written', 'queued')
+                """)
+            let accountsMeter = try await self.records(
+                c, "SELECT to_jsonb(m)::text FROM meter m WHERE m.account_id = \(account.id!)", as: Meter.self).first
+            guard try DeskRules.checkAssign(meter: meter, account: account, accountsMeter: accountsMeter,
+                                            pending: Int(pending))
+            else { return meter }
+            let previous = meter.accountId
+            guard let version = try await self.versionInForce(c, tariffID: meter.tariffId, at: actor.now) else {
+                throw StoreError.noTariffInForce(tariff: try await self.tariffName(c, meter.tariffId), time: actor.now)
+            }
+            meter.accountId = account.id
+            meter.fixedChargesFrom = try DeskRules.fixedChargesFrom(version: version, now: actor.now)
+            try await c.execute("""
+                UPDATE meter SET account_id = \(account.id!), fixed_charges_from = \(meter.fixedChargesFrom)
+                WHERE id = \(meter.id!)
+                """, logger: self.logger)
+            try await c.execute("UPDATE card SET state = 'replaced' WHERE meter_id = \(meter.id!) AND state = 'active'",
+                                logger: self.logger)
+            try await self.audit(c, actor, "meter.assign", "meter", meter.id,
+                                 [("account", .int(account.id!)), ("previousAccount", previous.map { .int($0) } ?? .null)])
+            return meter
+        }
+    }
+
+    public func meters() async throws(StoreError) -> [Meter] {
+        try await self.deskRead { c in
+            try await self.records(c, "SELECT to_jsonb(m)::text FROM meter m ORDER BY m.serial", as: Meter.self)
+        }
+    }
+
+    public func meter(_ reference: String) async throws(StoreError) -> Meter {
+        try await self.deskRead { c in try await self.findMeter(c, reference) }
+    }
+
+    public func pendingCreditBlock(meter reference: String) async throws(StoreError)
+        -> BillingDatabase.PendingCredit?
+    {
+        try await self.deskRead { c in
+            let meter = try await self.findMeter(c, reference)
+            let pending = try await self.purchases(c, where: """
+                p.meter_id = \(meter.id!) AND p.state IN ('created', 'written', 'queued') ORDER BY p.sequence
+                """)
+            return try BillingDatabase.PendingCredit.of(meter: meter, pending: pending)
+        }
+    }
+
+    // MARK: Tariffs
+
+    public func addTariff(_ tariff: Tariff, validFrom: Int64, utcOffsetSeconds: Int32, by actor: Actor)
+        async throws(StoreError) -> BillingDatabase.TariffDetail
+    {
+        let definition = try TariffJSON.encode(tariff)
+        return try await self.deskWrite { c in
+            try await self.lockNumbering(c)
+            let existing = try await self.records(
+                c, "SELECT to_jsonb(t)::text FROM tariff t WHERE t.name = \(tariff.name)", as: TariffRecord.self).first
+            let tariffID: Int64
+            if let existing {
+                try DeskRules.checkNewVersion(
+                    tariff, of: existing, validFrom: validFrom, latestValidFrom: try await self.optional(
+                        c, "SELECT max(valid_from) FROM tariff_version WHERE tariff_id = \(existing.id!)",
+                        as: Int64.self))
+                tariffID = existing.id!
+            } else {
+                tariffID = try await self.id(c, """
+                    INSERT INTO tariff (name, currency, unit_kind, created_at)
+                    VALUES (\(tariff.name), \(tariff.currency.code), \(Int16(tariff.unitKind.rawValue)), \(actor.now))
+                    RETURNING id
+                    """)
+                try await self.audit(c, actor, "tariff.add", "tariff", tariffID, [("name", .string(tariff.name))])
+            }
+            let next = (try await self.optional(
+                c, "SELECT max(version)::bigint FROM tariff_version WHERE tariff_id = \(tariffID)", as: Int64.self)
+                ?? 0) + 1
+            let versionID = try await self.id(c, """
+                INSERT INTO tariff_version (tariff_id, version, valid_from, utc_offset_seconds, definition, created_at)
+                VALUES (\(tariffID), \(Int32(next)), \(validFrom), \(utcOffsetSeconds), \(definition)::jsonb,
+                        \(actor.now))
+                RETURNING id
+                """)
+            try await self.audit(c, actor, "tariff.version", "tariffVersion", versionID,
+                                 [("tariff", .string(tariff.name)), ("version", .int(next)),
+                                  ("validFrom", .int(validFrom))])
+            return try await self.tariffDetail(c, try await self.findTariff(c, String(tariffID)))
+        }
+    }
+
+    public func tariffs() async throws(StoreError) -> [BillingDatabase.TariffDetail] {
+        try await self.deskRead { c in
+            var out: [BillingDatabase.TariffDetail] = []
+            for record in try await self.records(c, "SELECT to_jsonb(t)::text FROM tariff t ORDER BY t.name",
+                                                 as: TariffRecord.self) {
+                out.append(try await self.tariffDetail(c, record))
+            }
+            return out
+        }
+    }
+
+    public func tariff(_ reference: String) async throws(StoreError) -> BillingDatabase.TariffDetail {
+        try await self.deskRead { c in try await self.tariffDetail(c, try await self.findTariff(c, reference)) }
+    }
+
+    // MARK: Sales and purchases
+
+    public func sell(account reference: String, amount: Money, requestID: String, mode: Purchase.Mode, by actor: Actor)
+        async throws(StoreError) -> BillingDatabase.SaleOutcome
+    {
+        try SaleRules.checkRequestID(requestID)
+        return try await self.deskWrite { c in
+            // The account's row is the sale's lock: a second sale (or a repeat of this one) for it waits here
+            // and then sees this one committed, as SQLite's single writer would have it.
+            var account = try await self.findAccount(c, reference, lock: true)
+            if let first = try await self.purchases(c, where: "p.request_id = \(requestID)").first {
+                try SaleRules.checkRepeat(first, requestID: requestID, accountID: account.id!, amount: amount,
+                                          mode: mode)
+                return BillingDatabase.SaleOutcome(purchase: first, repeated: true, account: account,
+                                                   meter: try await self.meter(c, id: first.meterId))
+            }
+            // The meter's row is locked too: its next sequence is decided from the sequences it has.
+            let meter = try SaleRules.checkBuyer(account: account, amount: amount, meter: try await self.records(
+                c, "SELECT to_jsonb(m)::text FROM meter m WHERE m.account_id = \(account.id!) FOR UPDATE",
+                as: Meter.self).first)
+            let terms = try SaleRules.terms(
+                meter: meter, account: account,
+                version: try await self.versionInForce(c, tariffID: meter.tariffId, at: actor.now),
+                tariffName: try await self.tariffName(c, meter.tariffId), now: actor.now)
+            let position = try await self.unitsIntoPeriod(c, meterID: meter.id!, periodStart: terms.periodStart,
+                                                          now: actor.now)
+            let paidThrough = try await self.optional(c, """
+                SELECT max(fixed_paid_through) FROM purchase WHERE meter_id = \(meter.id!) AND state <> 'cancelled'
+                """, as: Int64.self)
+            let last = try await self.optional(c, "SELECT max(sequence) FROM purchase WHERE meter_id = \(meter.id!)",
+                                               as: Int64.self)
+            var purchase = try SaleRules.purchase(
+                terms: terms, account: account, meter: meter, amount: amount, unitsIntoPeriod: position,
+                paidThrough: paidThrough, lastSequence: last, requestID: requestID, mode: mode, paymentID: nil,
+                by: actor)
+            purchase.id = try await self.insert(c, purchase)
+            for (kind, amountMinor) in SaleRules.movements(purchase) {
+                try await self.move(c, &account, kind, amountMinor, now: actor.now, purchaseID: purchase.id)
+            }
+            try await self.audit(c, actor, "purchase.create", "purchase", purchase.id,
+                                 SaleRules.auditDetail(purchase, meterSerial: meter.serial))
+            return BillingDatabase.SaleOutcome(purchase: try await self.purchase(c, id: purchase.id!),
+                                               repeated: false, account: account, meter: meter)
+        }
+    }
+
+    public func cancel(purchase id: Int64, by actor: Actor) async throws(StoreError) -> Purchase {
+        try await self.deskWrite { c in
+            // The account first (as a sale locks it), then the purchase.
+            let accountID = try await self.purchase(c, id: id).accountId
+            var account = try await self.findAccount(c, String(accountID), lock: true)
+            guard let purchase = try await self.purchases(c, where: "p.id = \(id) FOR UPDATE").first else {
+                throw StoreError.purchaseNotFound(String(id))
+            }
+            guard try SaleRules.checkCancel(purchase) else { return purchase }
+            try await c.execute("UPDATE purchase SET state = 'cancelled', cancelled_at = \(actor.now) WHERE id = \(id)",
+                                logger: self.logger)
+            try await self.move(c, &account, .refund, purchase.chargedMinor, now: actor.now, purchaseID: id)
+            try await self.audit(c, actor, "purchase.cancel", "purchase", id,
+                                 [("refundMinor", .int(purchase.chargedMinor))])
+            return try await self.purchase(c, id: id)
+        }
+    }
+
+    public func purchase(_ id: Int64) async throws(StoreError) -> Purchase {
+        try await self.deskRead { c in try await self.purchase(c, id: id) }
+    }
+
+    public func purchases(account: String?) async throws(StoreError) -> [Purchase] {
+        try await self.deskRead { c in
+            if let account {
+                let a = try await self.findAccount(c, account)
+                return try await self.purchases(c, where: "p.account_id = \(a.id!) ORDER BY p.id")
+            }
+            return try await self.purchases(c, where: "true ORDER BY p.id")
+        }
+    }
+
+    public func receipt(purchase id: Int64) async throws(StoreError) -> Receipt {
+        try await self.deskRead { c in
+            let p = try await self.purchase(c, id: id)
+            let account = try await self.account(c, id: p.accountId)
+            let customer = try await self.records(
+                c, "SELECT to_jsonb(u)::text FROM customer u WHERE u.id = \(account.customerId)", as: Customer.self)[0]
+            let meter = try await self.meter(c, id: p.meterId)
+            let cardSerial = try await p.cardId.asyncMap { card in
+                try await self.optional(c, "SELECT serial FROM card WHERE id = \(card)", as: Int64.self)
+            } ?? nil
+            let offset = try await self.optional(
+                c, "SELECT value::bigint FROM setting WHERE key = 'utcOffsetSeconds'", as: Int64.self) ?? 28800
+            return Receipt(purchase: p, account: account, customer: customer, meter: meter, cardSerial: cardSerial,
+                           offset: offset)
+        }
+    }
+}
+
+extension Optional {
+    fileprivate func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
+        guard let self else { return nil }
+        return try await transform(self)
+    }
+}
