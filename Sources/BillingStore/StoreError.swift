@@ -29,6 +29,8 @@ public enum StoreError: Error, Hashable, Sendable {
     case tariffNotFound(String)
     case noTariffInForce(tariff: String, time: Int64)
     case unitKindMismatch(meter: String, tariff: String)
+    /// A card sale at the centre for a meter whose gateway numbers its purchases (docs/CENTRAL.md).
+    case meterServedByGateway(serial: Int64, gateway: String)
     case purchaseNotFound(String)
     case cardNotFound(serial: Int64)
     /// A card bound to another meter (or account) than the purchase's.
@@ -110,6 +112,9 @@ public enum StoreError: Error, Hashable, Sendable {
         case .tariffNotFound(let name): "no tariff \(name)"
         case .noTariffInForce(let name, let time): "tariff \(name) has no version valid at \(time)"
         case .unitKindMismatch(let meter, let tariff): "the meter counts \(meter) but the tariff sells \(tariff)"
+        case .meterServedByGateway(let serial, let gateway):
+            "meter \(serial) is served by gateway \(gateway), which numbers its purchases: sell its credit here "
+                + "with --remote (the gateway delivers it), or sell the card at that gateway's desk"
         case .purchaseNotFound(let id): "no purchase \(id)"
         case .cardNotFound(let serial): "no card \(serial)"
         case .cardForAnotherMeter(let card, let meter): "card \(card) belongs to another meter than \(meter)"

@@ -240,6 +240,11 @@ extension CentralDatabase: BillingDesk {
             let meter = try SaleRules.checkBuyer(account: account, amount: amount, meter: try await self.records(
                 c, "SELECT to_jsonb(m)::text FROM meter m WHERE m.account_id = \(account.id!) FOR UPDATE",
                 as: Meter.self).first)
+            // A meter a gateway serves takes its credit from that gateway, which numbers its purchases.
+            let gateway = try await self.servingGateway(c, meterID: meter.id!)
+            if let gateway, mode != .remote {
+                throw StoreError.meterServedByGateway(serial: meter.serial, gateway: gateway.name)
+            }
             let terms = try SaleRules.terms(
                 meter: meter, account: account,
                 version: try await self.versionInForce(c, tariffID: meter.tariffId, at: actor.now),
@@ -255,7 +260,26 @@ extension CentralDatabase: BillingDesk {
                 terms: terms, account: account, meter: meter, amount: amount, unitsIntoPeriod: position,
                 paidThrough: paidThrough, lastSequence: last, requestID: requestID, mode: mode, paymentID: nil,
                 by: actor)
-            purchase.id = try await self.insert(c, purchase)
+            if let gateway {
+                // The order the gateway fetches: the units priced here and what they cost (fixed charges with
+                // their value). The purchase's sequence is the gateway's to give.
+                let orderID = try await self.id(c, """
+                    INSERT INTO remote_order (request_id, meter_id, gateway_id, account_id, units, unit_kind,
+                                              amount_minor, currency, created_at, operator)
+                    VALUES (\(requestID), \(meter.id!), \(gateway.id), \(account.id!), \(purchase.units),
+                            \(Int16(purchase.unitKind)), \(purchase.chargedMinor), \(purchase.currency), \(actor.now),
+                            \(actor.name))
+                    RETURNING id
+                    """)
+                purchase.id = try await self.insert(c, purchase, order: orderID)
+                purchase.sequence = 0
+                try await self.audit(c, actor, "remote-order.sell", "remote_order", orderID,
+                                     [("requestId", .string(requestID)), ("meter", .int(meter.serial)),
+                                      ("units", .int(purchase.units)), ("amountMinor", .int(purchase.chargedMinor)),
+                                      ("gateway", .string(gateway.name)), ("purchase", .int(purchase.id!))])
+            } else {
+                purchase.id = try await self.insert(c, purchase)
+            }
             for (kind, amountMinor) in SaleRules.movements(purchase) {
                 try await self.move(c, &account, kind, amountMinor, now: actor.now, purchaseID: purchase.id)
             }
@@ -275,6 +299,7 @@ extension CentralDatabase: BillingDesk {
                 throw StoreError.purchaseNotFound(String(id))
             }
             guard try SaleRules.checkCancel(purchase) else { return purchase }
+            try await self.withdrawOrder(c, purchase: purchase)
             try await c.execute("UPDATE purchase SET state = 'cancelled', cancelled_at = \(actor.now) WHERE id = \(id)",
                                 logger: self.logger)
             try await self.move(c, &account, .refund, purchase.chargedMinor, now: actor.now, purchaseID: id)
@@ -312,6 +337,46 @@ extension CentralDatabase: BillingDesk {
                 c, "SELECT value::bigint FROM setting WHERE key = 'utcOffsetSeconds'", as: Int64.self) ?? 28800
             return Receipt(purchase: p, account: account, customer: customer, meter: meter, cardSerial: cardSerial,
                            offset: offset)
+        }
+    }
+}
+
+extension CentralDatabase {
+    /// The gateway that serves a meter (nil: none, the centre numbers its purchases).
+    func servingGateway(_ c: PostgresConnection, meterID: Int64) async throws -> (id: Int64, name: String)? {
+        var found: (id: Int64, name: String)?
+        for try await (id, name) in try await c.query("""
+            SELECT g.id, g.name FROM meter m JOIN gateway g ON g.id = m.gateway_id
+            WHERE m.id = \(meterID) AND g.retired_at IS NULL
+            """, logger: self.logger).decode((Int64, String).self) {
+            found = (id, name)
+        }
+        return found
+    }
+
+    /// A purchase sold here for a gateway to deliver is cancelled only while its order has not been handed to the
+    /// gateway (or the gateway refused it, or it became a conflict): then the order is withdrawn with it.
+    func withdrawOrder(_ c: PostgresConnection, purchase: Purchase) async throws {
+        var order: (id: Int64, state: String, fetched: Bool, gateway: String)?
+        for try await (id, state, fetched, gateway) in try await c.query("""
+            SELECT o.id, o.state, o.fetched_at IS NOT NULL, g.name
+            FROM purchase p JOIN remote_order o ON o.id = p.remote_order_id JOIN gateway g ON g.id = o.gateway_id
+            WHERE p.id = \(purchase.id!) FOR UPDATE OF o
+            """, logger: self.logger).decode((Int64, String, Bool, String).self) {
+            order = (id, state, fetched, gateway)
+        }
+        guard let order else { return }
+        let withdrawable = ["refused", "conflict", "cancelled"].contains(order.state)
+            || (order.state == "pending" && !order.fetched)
+        guard withdrawable else {
+            throw StoreError.invalidTransition(
+                purchase: purchase.id!, from: "with gateway \(order.gateway) (order \(order.id) \(order.state))",
+                to: "cancelled")
+        }
+        // A refused order keeps its state and the gateway's reason; it is not delivered either way.
+        if order.state == "pending" || order.state == "conflict" {
+            try await c.execute("UPDATE remote_order SET state = 'cancelled' WHERE id = \(order.id)",
+                                logger: self.logger)
         }
     }
 }

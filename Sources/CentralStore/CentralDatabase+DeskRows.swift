@@ -240,8 +240,10 @@ extension CentralDatabase {
 
     // MARK: Purchases
 
-    /// A purchase's sale is jsonb here and JSON text in the record.
-    static let purchaseJSON = "(to_jsonb(p) || jsonb_build_object('sale', p.sale::text))::text"
+    /// A purchase's sale is jsonb here and JSON text in the record; a sequence its gateway has not given yet
+    /// (NULL) reads as 0.
+    static let purchaseJSON =
+        "(to_jsonb(p) || jsonb_build_object('sale', p.sale::text, 'sequence', coalesce(p.sequence, 0)))::text"
 
     /// Purchases (alias `p`) matching `condition`, which may end in ORDER BY or FOR UPDATE.
     func purchases(_ c: PostgresConnection, where condition: PostgresQuery) async throws -> [Purchase] {
@@ -284,18 +286,20 @@ extension CentralDatabase {
         return SaleRules.unitsIntoPeriod(latest: latest, periodStart: periodStart, base: base)
     }
 
-    /// Inserts a purchase that `SaleRules` decided; returns its id.
-    func insert(_ c: PostgresConnection, _ p: Purchase) async throws -> Int64 {
+    /// Inserts a purchase that `SaleRules` decided; returns its id. A remote sale delivered through `order` has no
+    /// sequence yet (its gateway gives it).
+    func insert(_ c: PostgresConnection, _ p: Purchase, order: Int64? = nil) async throws -> Int64 {
         try await self.id(c, """
             INSERT INTO purchase (request_id, account_id, meter_id, sequence, mode, state, currency, paid_minor,
                                   balance_used_minor, fixed_charges_minor, value_minor, remainder_minor, units,
                                   unit_kind, tier_position, unpaid_fixed_charges, fixed_paid_through,
-                                  tariff_version_id, sale, card_id, payment_id, created_at, operator)
-            VALUES (\(p.requestId), \(p.accountId), \(p.meterId), \(p.sequence), \(p.mode.rawValue),
+                                  tariff_version_id, sale, card_id, payment_id, created_at, operator,
+                                  remote_order_id)
+            VALUES (\(p.requestId), \(p.accountId), \(p.meterId), \(order == nil ? p.sequence : nil), \(p.mode.rawValue),
                     \(p.state.rawValue), \(p.currency), \(p.paidMinor), \(p.balanceUsedMinor), \(p.fixedChargesMinor),
                     \(p.valueMinor), \(p.remainderMinor), \(p.units), \(Int16(p.unitKind)), \(p.tierPosition),
                     \(Int32(clamping: p.unpaidFixedCharges)), \(p.fixedPaidThrough), \(p.tariffVersionId), \(p.sale)::jsonb,
-                    \(p.cardId), \(p.paymentId), \(p.createdAt), \(p.operator))
+                    \(p.cardId), \(p.paymentId), \(p.createdAt), \(p.operator), \(order))
             RETURNING id
             """)
     }

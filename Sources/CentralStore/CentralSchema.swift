@@ -12,6 +12,7 @@ enum CentralSchema {
         Migration(name: "c1-central", sql: c1Central + gatewayLoginFunction),
         Migration(name: "c2-ingest", sql: c2Ingest),
         Migration(name: "c3-downlink", sql: c3Downlink),
+        Migration(name: "c5-desk", sql: c5Desk),
     ]
 
     /// Money in minor units, units in Wh or litres, times in Unix seconds: all bigint, never float.

@@ -70,7 +70,8 @@ enum StoreCLI {
         case .accountNotFound, .meterNotFound, .tariffNotFound, .purchaseNotFound, .cardNotFound:
             status = .notFound
         case .accountClosed, .accountHasBalance, .accountHasPendingPurchases, .accountHasNoMeter, .meterExists,
-             .meterAssigned, .meterHasPendingPurchases, .noTariffInForce, .unitKindMismatch, .cardForAnotherMeter,
+             .meterAssigned, .meterHasPendingPurchases, .noTariffInForce, .unitKindMismatch, .meterServedByGateway,
+             .cardForAnotherMeter,
              .invalidTransition, .requestConflict, .duplicatePayment:
             status = .refused
         case .forgedWriteBack, .notACardImage, .corrupt:

@@ -2,6 +2,7 @@ import BillingStore
 import Foundation
 import MetergwTestSupport
 import Prepaid
+import StoreSync
 import Testing
 
 @testable import CentralStore
@@ -111,5 +112,116 @@ struct CentralDeskTests {
             return
         }
         #expect(message.contains("permission denied"))
+    }
+}
+
+/// Remote credit sold at the centre's desk for a meter a gateway serves (docs/CENTRAL.md "Selling at the centre"):
+/// priced by the centre's tariff like any sale, delivered once by the gateway, numbered by it.
+@Suite(.enabled(if: PostgresCluster.shouldRun, "\(PostgresCluster.unavailableReason ?? "")"))
+struct CentralRemoteSaleTests {
+    let cluster: PostgresCluster
+    let database: String
+    let url: CentralURL
+
+    init() throws {
+        self.cluster = try PostgresCluster.shared()
+        self.database = try self.cluster.createDatabase(prefix: "desksale")
+        self.url = try CentralURL(parsing: self.cluster.url(database: self.database))
+    }
+
+    static let desk = Actor("desk", now: 0x6B06_9C88)
+
+    func gatewayURL(_ name: String) -> CentralURL {
+        CentralURL(host: "127.0.0.1", port: self.cluster.port, username: CentralDatabase.login(ofGateway: name),
+                   password: "password-of-\(name)", database: self.database)
+    }
+
+    @Test func aRemoteSaleIsPricedHereDeliveredOnceByTheGatewayAndNumberedByIt() async throws {
+        let north = "north-\(self.database.replacing("_", with: "-"))"
+        let flat = try Tariff.flat(name: "flat", currency: .cny, unitKind: .wattHours,
+                                   price: Price(majorPerThousandUnits: "0.5283", currency: .cny)!)
+        try await CentralDatabase.with(self.url) { db in
+            try await db.migrate()
+            _ = try await db.addTariff(flat, validFrom: 0, utcOffsetSeconds: 28800, by: Self.desk)
+            _ = try await db.openAccount(name: "Li Wei", address: nil, phone: nil, number: nil, currency: .cny,
+                                         by: Self.desk)
+            _ = try await db.addMeter(serial: 20_251_125, kind: .electricity, tariff: "flat", bus: nil, address: nil,
+                                      keyRevision: 1, lastApplied: 0, by: Self.desk)
+            _ = try await db.assignMeter("20251125", to: "1", by: Self.desk)
+            _ = try await db.addGateway(name: north, password: "password-of-\(north)", now: 0)
+            try await db.assign(meterSerial: 20_251_125, toGateway: north)
+        }
+        let (sold, again, card, orders) = try await CentralDatabase.with(self.url) { db in
+            let sold = try await db.sell(account: "1", amount: Money(minor: 10_000, .cny), requestID: "centre-1",
+                                         mode: .remote, by: Self.desk)
+            let again = try await db.sell(account: "1", amount: Money(minor: 10_000, .cny), requestID: "centre-1",
+                                          mode: .remote, by: Self.desk)
+            var card: StoreError?
+            do {
+                _ = try await db.sell(account: "1", amount: Money(minor: 1_000, .cny), requestID: "centre-card",
+                                      mode: .card, by: Self.desk)
+            } catch {
+                card = error as? StoreError
+            }
+            return (sold, again, card, try await db.remoteOrders())
+        }
+        // Priced as SQLite prices it (189.286 kWh for 100.00 at 0.5283), not yet numbered, and sold once.
+        #expect(sold.purchase.units == 189_286 && sold.purchase.valueMinor == 10_000 && sold.purchase.sequence == 0)
+        #expect(sold.purchase.state == .queued && !sold.repeated)
+        #expect(again.repeated && again.purchase.id == sold.purchase.id)
+        #expect(card == .meterServedByGateway(serial: 20_251_125, gateway: north))
+        #expect(orders.count == 1)
+        #expect(orders.first?.units == 189_286 && orders.first?.amountMinor == 10_000 && orders.first?.state == "pending")
+
+        // The gateway fetches it, queues it with its own next sequence, and reports that in the same round.
+        let store = try BillingDatabase.inMemory()
+        let local = Actor("gateway", now: 0x6B06_9C88)
+        _ = try store.addTariff(flat, validFrom: 0, by: local)
+        _ = try store.addMeter(serial: 20_251_125, kind: .electricity, tariff: "flat", lastApplied: 3, by: local)
+        _ = try store.openAccount(name: "Li Wei", by: local)
+        _ = try store.assignMeter("20251125", to: "1", by: local)
+        let sync = OutboxSync(store: store, central: self.gatewayURL(north))
+        #expect(try await sync.drain().ordersQueued == 1)
+        let queued = try #require(try store.queuedPurchases().first)
+        #expect(queued.units == 189_286 && queued.sequence == 4)
+        var purchase = try await CentralDatabase.with(self.url) { try await $0.purchase(sold.purchase.id!) }
+        #expect(purchase.sequence == 4 && purchase.state == .queued)
+        let receipt = try await CentralDatabase.with(self.url) { try await $0.receipt(purchase: sold.purchase.id!) }
+        #expect(receipt.text.contains("sequence    4\n"), "\(receipt.text)")
+
+        // The meter confirms it: the centre's purchase is applied, once.
+        _ = try store.markApplied(meter: "20251125", upTo: 4, source: "remote", by: Actor("gateway", now: 0x6B06_9D00))
+        _ = try await sync.drain()
+        purchase = try await CentralDatabase.with(self.url) { try await $0.purchase(sold.purchase.id!) }
+        #expect(purchase.state == .applied && purchase.appliedSource == "remote" && purchase.appliedAt == 0x6B06_9D00)
+
+        // A sale cancelled before its gateway fetched it: withdrawn, refunded. One fetched already: refused.
+        let (withdrawn, handedOut, detail) = try await CentralDatabase.with(self.url) { db in
+            let early = try await db.sell(account: "1", amount: Money(minor: 2_000, .cny), requestID: "centre-2",
+                                          mode: .remote, by: Self.desk)
+            let withdrawn = try await db.cancel(purchase: early.purchase.id!, by: Self.desk)
+            let late = try await db.sell(account: "1", amount: Money(minor: 3_000, .cny), requestID: "centre-3",
+                                         mode: .remote, by: Self.desk)
+            return (withdrawn, late, try await db.account("1"))
+        }
+        #expect(withdrawn.state == .cancelled)
+        #expect(try await sync.drain().ordersQueued == 1)
+        let lateRefusal = try await CentralDatabase.with(self.url) { db -> StoreError? in
+            do {
+                _ = try await db.cancel(purchase: handedOut.purchase.id!, by: Self.desk)
+                return nil
+            } catch {
+                return error as? StoreError
+            }
+        }
+        guard case .invalidTransition(_, let from, "cancelled") = lateRefusal else {
+            Issue.record("a purchase at its gateway was cancelled: \(String(describing: lateRefusal))")
+            return
+        }
+        #expect(from.contains(north) && from.contains("accepted"))
+        let states = try await CentralDatabase.with(self.url) { try await $0.remoteOrders().map(\.state) }
+        #expect(states == ["applied", "cancelled", "accepted"])
+        #expect(try store.queuedPurchases().map(\.units) == [handedOut.purchase.units])
+        #expect(detail.account.balanceMinor == handedOut.purchase.remainderMinor)
     }
 }
