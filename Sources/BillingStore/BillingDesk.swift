@@ -52,6 +52,17 @@ public protocol BillingDesk: Sendable {
     func purchases(account: String?) async throws(StoreError) -> [Purchase]
     /// The receipt of a purchase (a reprint shows its state now).
     func receipt(purchase id: Int64) async throws(StoreError) -> Receipt
+
+    // MARK: Payments and reports
+    /// Imports bank payments, each in its own transaction (one bad row does not block the others): a queued
+    /// purchase for `topup` to an account with a meter, else a credit; a reference imported before is refused.
+    func importPayments(_ rows: [BankPaymentRow], by actor: Actor) async -> [BillingDatabase.PaymentResult]
+    /// An account's monthly statement (`monthStartDay`: the month's first local day).
+    func statement(account reference: String, monthStartDay: Int64) async throws(StoreError)
+        -> BillingDatabase.Statement
+    /// Sales (not cancelled) in local days `fromDay...toDay`, per day or month, per account if asked.
+    func salesReport(fromDay: Int64, toDay: Int64, by granularity: BillingDatabase.Granularity, perAccount: Bool)
+        async throws(StoreError) -> [BillingDatabase.SalesRow]
 }
 
 extension BillingDatabase: BillingDesk {}

@@ -29,6 +29,27 @@ public enum DeskRules {
         return account.balanceMinor
     }
 
+    // MARK: Bank payments
+
+    /// What a bank payment brings: refused for a closed account, another currency, an amount that is not exact or
+    /// not positive.
+    public static func checkPayment(_ row: BankPaymentRow, account: Account) throws(StoreError) -> Money {
+        guard account.state == .open else { throw .accountClosed(account.id!) }
+        guard row.currency == account.currency else {
+            throw .currencyMismatch(expected: account.currency, got: row.currency)
+        }
+        let money = try Amount.parse(row.amount, currency: StoreCurrency.named(row.currency))
+        guard money.amountMinor > 0 else { throw .amountNotPositive }
+        return money
+    }
+
+    /// A payment for `topup` (or with no purpose) to an account with a meter buys remote credit; any other is
+    /// credited to the balance.
+    public static func paymentBuysCredit(_ row: BankPaymentRow, accountHasMeter: Bool) -> Bool {
+        let purpose = row.purpose.lowercased()
+        return (purpose.isEmpty || purpose == "topup") && accountHasMeter
+    }
+
     // MARK: Meters
 
     /// The unit a new meter counts; refuses card writers and serials outside 1...4294967294.

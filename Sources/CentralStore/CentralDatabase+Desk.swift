@@ -225,68 +225,192 @@ extension CentralDatabase: BillingDesk {
     public func sell(account reference: String, amount: Money, requestID: String, mode: Purchase.Mode, by actor: Actor)
         async throws(StoreError) -> BillingDatabase.SaleOutcome
     {
+        try await self.deskWrite { c in
+            try await self.sell(c, account: reference, amount: amount, requestID: requestID, mode: mode,
+                                paymentID: nil, by: actor)
+        }
+    }
+
+    func sell(
+        _ c: PostgresConnection, account reference: String, amount: Money, requestID: String, mode: Purchase.Mode,
+        paymentID: Int64?, by actor: Actor
+    ) async throws -> BillingDatabase.SaleOutcome {
         try SaleRules.checkRequestID(requestID)
-        return try await self.deskWrite { c in
-            // The account's row is the sale's lock: a second sale (or a repeat of this one) for it waits here
-            // and then sees this one committed, as SQLite's single writer would have it.
-            var account = try await self.findAccount(c, reference, lock: true)
-            if let first = try await self.purchases(c, where: "p.request_id = \(requestID)").first {
-                try SaleRules.checkRepeat(first, requestID: requestID, accountID: account.id!, amount: amount,
-                                          mode: mode)
-                return BillingDatabase.SaleOutcome(purchase: first, repeated: true, account: account,
-                                                   meter: try await self.meter(c, id: first.meterId))
+        // The account's row is the sale's lock: a second sale (or a repeat of this one) for it waits here
+        // and then sees this one committed, as SQLite's single writer would have it.
+        var account = try await self.findAccount(c, reference, lock: true)
+        if let first = try await self.purchases(c, where: "p.request_id = \(requestID)").first {
+            try SaleRules.checkRepeat(first, requestID: requestID, accountID: account.id!, amount: amount,
+                                      mode: mode)
+            return BillingDatabase.SaleOutcome(purchase: first, repeated: true, account: account,
+                                               meter: try await self.meter(c, id: first.meterId))
+        }
+        // The meter's row is locked too: its next sequence is decided from the sequences it has.
+        let meter = try SaleRules.checkBuyer(account: account, amount: amount, meter: try await self.records(
+            c, "SELECT to_jsonb(m)::text FROM meter m WHERE m.account_id = \(account.id!) FOR UPDATE",
+            as: Meter.self).first)
+        // A meter a gateway serves takes its credit from that gateway, which numbers its purchases.
+        let gateway = try await self.servingGateway(c, meterID: meter.id!)
+        if let gateway, mode != .remote {
+            throw StoreError.meterServedByGateway(serial: meter.serial, gateway: gateway.name)
+        }
+        let terms = try SaleRules.terms(
+            meter: meter, account: account,
+            version: try await self.versionInForce(c, tariffID: meter.tariffId, at: actor.now),
+            tariffName: try await self.tariffName(c, meter.tariffId), now: actor.now)
+        let position = try await self.unitsIntoPeriod(c, meterID: meter.id!, periodStart: terms.periodStart,
+                                                      now: actor.now)
+        let paidThrough = try await self.optional(c, """
+            SELECT max(fixed_paid_through) FROM purchase WHERE meter_id = \(meter.id!) AND state <> 'cancelled'
+            """, as: Int64.self)
+        let last = try await self.optional(c, "SELECT max(sequence) FROM purchase WHERE meter_id = \(meter.id!)",
+                                           as: Int64.self)
+        var purchase = try SaleRules.purchase(
+            terms: terms, account: account, meter: meter, amount: amount, unitsIntoPeriod: position,
+            paidThrough: paidThrough, lastSequence: last, requestID: requestID, mode: mode, paymentID: paymentID,
+            by: actor)
+        if let gateway {
+            // The order the gateway fetches: the units priced here and what they cost (fixed charges with
+            // their value). The purchase's sequence is the gateway's to give.
+            let orderID = try await self.id(c, """
+                INSERT INTO remote_order (request_id, meter_id, gateway_id, account_id, units, unit_kind,
+                                          amount_minor, currency, created_at, operator)
+                VALUES (\(requestID), \(meter.id!), \(gateway.id), \(account.id!), \(purchase.units),
+                        \(Int16(purchase.unitKind)), \(purchase.chargedMinor), \(purchase.currency), \(actor.now),
+                        \(actor.name))
+                RETURNING id
+                """)
+            purchase.id = try await self.insert(c, purchase, order: orderID)
+            purchase.sequence = 0
+            try await self.audit(c, actor, "remote-order.sell", "remote_order", orderID,
+                                 [("requestId", .string(requestID)), ("meter", .int(meter.serial)),
+                                  ("units", .int(purchase.units)), ("amountMinor", .int(purchase.chargedMinor)),
+                                  ("gateway", .string(gateway.name)), ("purchase", .int(purchase.id!))])
+        } else {
+            purchase.id = try await self.insert(c, purchase)
+        }
+        for (kind, amountMinor) in SaleRules.movements(purchase) {
+            try await self.move(c, &account, kind, amountMinor, now: actor.now, purchaseID: purchase.id,
+                                paymentID: kind == .deposit ? paymentID : nil)
+        }
+        try await self.audit(c, actor, "purchase.create", "purchase", purchase.id,
+                             SaleRules.auditDetail(purchase, meterSerial: meter.serial))
+        return BillingDatabase.SaleOutcome(purchase: try await self.purchase(c, id: purchase.id!),
+                                           repeated: false, account: account, meter: meter)
+    }
+
+    // MARK: Payments and reports
+
+    public func importPayments(_ rows: [BankPaymentRow], by actor: Actor) async -> [BillingDatabase.PaymentResult] {
+        var out: [BillingDatabase.PaymentResult] = []
+        for row in rows {
+            do throws(StoreError) {
+                out.append(try await self.deskWrite { c in try await self.importPayment(c, row, by: actor) })
+            } catch {
+                out.append(.refused(line: row.line, reference: row.reference, error))
             }
-            // The meter's row is locked too: its next sequence is decided from the sequences it has.
-            let meter = try SaleRules.checkBuyer(account: account, amount: amount, meter: try await self.records(
-                c, "SELECT to_jsonb(m)::text FROM meter m WHERE m.account_id = \(account.id!) FOR UPDATE",
-                as: Meter.self).first)
-            // A meter a gateway serves takes its credit from that gateway, which numbers its purchases.
-            let gateway = try await self.servingGateway(c, meterID: meter.id!)
-            if let gateway, mode != .remote {
-                throw StoreError.meterServedByGateway(serial: meter.serial, gateway: gateway.name)
-            }
-            let terms = try SaleRules.terms(
-                meter: meter, account: account,
-                version: try await self.versionInForce(c, tariffID: meter.tariffId, at: actor.now),
-                tariffName: try await self.tariffName(c, meter.tariffId), now: actor.now)
-            let position = try await self.unitsIntoPeriod(c, meterID: meter.id!, periodStart: terms.periodStart,
-                                                          now: actor.now)
-            let paidThrough = try await self.optional(c, """
-                SELECT max(fixed_paid_through) FROM purchase WHERE meter_id = \(meter.id!) AND state <> 'cancelled'
-                """, as: Int64.self)
-            let last = try await self.optional(c, "SELECT max(sequence) FROM purchase WHERE meter_id = \(meter.id!)",
-                                               as: Int64.self)
-            var purchase = try SaleRules.purchase(
-                terms: terms, account: account, meter: meter, amount: amount, unitsIntoPeriod: position,
-                paidThrough: paidThrough, lastSequence: last, requestID: requestID, mode: mode, paymentID: nil,
-                by: actor)
-            if let gateway {
-                // The order the gateway fetches: the units priced here and what they cost (fixed charges with
-                // their value). The purchase's sequence is the gateway's to give.
-                let orderID = try await self.id(c, """
-                    INSERT INTO remote_order (request_id, meter_id, gateway_id, account_id, units, unit_kind,
-                                              amount_minor, currency, created_at, operator)
-                    VALUES (\(requestID), \(meter.id!), \(gateway.id), \(account.id!), \(purchase.units),
-                            \(Int16(purchase.unitKind)), \(purchase.chargedMinor), \(purchase.currency), \(actor.now),
-                            \(actor.name))
-                    RETURNING id
+        }
+        return out
+    }
+
+    func importPayment(_ c: PostgresConnection, _ row: BankPaymentRow, by actor: Actor) async throws
+        -> BillingDatabase.PaymentResult
+    {
+        if try await self.optional(c, "SELECT id FROM bank_payment WHERE reference = \(row.reference)",
+                                   as: Int64.self) != nil {
+            throw StoreError.duplicatePayment(reference: row.reference)
+        }
+        var account = try await self.findAccount(c, row.account, lock: true)
+        let money = try DeskRules.checkPayment(row, account: account)
+        let paymentID = try await self.id(c, """
+            INSERT INTO bank_payment (reference, date, account_id, amount_minor, currency, purpose, imported_at, operator)
+            VALUES (\(row.reference), \(row.date), \(account.id!), \(money.amountMinor), \(row.currency), \(row.purpose),
+                    \(actor.now), \(actor.name))
+            RETURNING id
+            """)
+        try await self.audit(c, actor, "payment.import", "bankPayment", paymentID,
+                             [("reference", .string(row.reference)), ("amountMinor", .int(money.amountMinor))])
+        let hasMeter = try await self.optional(c, "SELECT id FROM meter WHERE account_id = \(account.id!)",
+                                               as: Int64.self) != nil
+        if DeskRules.paymentBuysCredit(row, accountHasMeter: hasMeter) {
+            let outcome = try await self.sell(c, account: String(account.id!), amount: money,
+                                              requestID: "bank:" + row.reference, mode: .remote, paymentID: paymentID,
+                                              by: actor)
+            return .purchase(line: row.line, reference: row.reference, purchaseID: outcome.purchase.id!)
+        }
+        try await self.move(c, &account, .deposit, money.amountMinor, now: actor.now, paymentID: paymentID)
+        return .credit(line: row.line, reference: row.reference, amountMinor: money.amountMinor)
+    }
+
+    public func statement(account reference: String, monthStartDay: Int64) async throws(StoreError)
+        -> BillingDatabase.Statement
+    {
+        let endDay = LocalTime.nextMonth(day: monthStartDay) - 1
+        return try await self.deskRead { c in
+            let account = try await self.findAccount(c, reference)
+            let offset = try await self.utcOffset(c)
+            let from = monthStartDay * 86400 - offset
+            let to = (endDay + 1) * 86400 - offset
+            let id = account.id!
+            let opening = try await self.count(c, """
+                SELECT coalesce(sum(amount_minor), 0)::bigint FROM movement WHERE account_id = \(id) AND time < \(from)
+                """)
+            func sum(_ kind: String) async throws -> Int64 {
+                try await self.count(c, """
+                    SELECT coalesce(sum(amount_minor), 0)::bigint FROM movement
+                    WHERE account_id = \(id) AND kind = \(kind) AND time >= \(from) AND time < \(to)
                     """)
-                purchase.id = try await self.insert(c, purchase, order: orderID)
-                purchase.sequence = 0
-                try await self.audit(c, actor, "remote-order.sell", "remote_order", orderID,
-                                     [("requestId", .string(requestID)), ("meter", .int(meter.serial)),
-                                      ("units", .int(purchase.units)), ("amountMinor", .int(purchase.chargedMinor)),
-                                      ("gateway", .string(gateway.name)), ("purchase", .int(purchase.id!))])
-            } else {
-                purchase.id = try await self.insert(c, purchase)
             }
-            for (kind, amountMinor) in SaleRules.movements(purchase) {
-                try await self.move(c, &account, kind, amountMinor, now: actor.now, purchaseID: purchase.id)
+            let bought = try await self.count(c, """
+                SELECT count(*) FROM purchase
+                WHERE account_id = \(id) AND state <> 'cancelled' AND created_at >= \(from) AND created_at < \(to)
+                """)
+            let units = try await self.count(c, """
+                SELECT coalesce(sum(units), 0)::bigint FROM purchase
+                WHERE account_id = \(id) AND state <> 'cancelled' AND created_at >= \(from) AND created_at < \(to)
+                """)
+            let meter = try await self.records(
+                c, "SELECT to_jsonb(m)::text FROM meter m WHERE m.account_id = \(id)", as: Meter.self).first
+            var consumption: Int64?
+            if let meter {
+                func register(_ condition: PostgresQuery) async throws -> Int64? {
+                    var query = condition
+                    query.sql = "SELECT register FROM reading WHERE meter_id = \(meter.id!) AND " + condition.sql
+                    return try await self.optional(c, query, as: Int64.self)
+                }
+                consumption = BillingDatabase.Statement.consumption(
+                    lastInMonth: try await register("time >= \(from) AND time < \(to) ORDER BY time DESC LIMIT 1"),
+                    lastBefore: try await register("time < \(from) ORDER BY time DESC LIMIT 1"),
+                    firstInMonth: try await register("time >= \(from) AND time < \(to) ORDER BY time LIMIT 1"))
             }
-            try await self.audit(c, actor, "purchase.create", "purchase", purchase.id,
-                                 SaleRules.auditDetail(purchase, meterSerial: meter.serial))
-            return BillingDatabase.SaleOutcome(purchase: try await self.purchase(c, id: purchase.id!),
-                                               repeated: false, account: account, meter: meter)
+            return BillingDatabase.Statement(
+                account: account, monthStartDay: monthStartDay, openingBalanceMinor: opening,
+                movements: (try await sum("deposit"), try await sum("purchase"), try await sum("refund"),
+                            try await sum("payout")),
+                purchases: Int(bought), unitsBought: units, meter: meter, consumption: consumption)
+        }
+    }
+
+    public func salesReport(
+        fromDay: Int64, toDay: Int64, by granularity: BillingDatabase.Granularity, perAccount: Bool
+    ) async throws(StoreError) -> [BillingDatabase.SalesRow] {
+        try await self.deskRead { c in
+            let offset = try await self.utcOffset(c)
+            let from = fromDay * 86400 - offset
+            let to = (toDay + 1) * 86400 - offset
+            var days: [BillingDatabase.SalesDay] = []
+            // Integer division as SQLite's: the times are after 1970, so truncation is the floor.
+            for try await (day, account, currency, n, paid, value, fixed, units) in try await c.query("""
+                SELECT (created_at + \(offset)) / 86400 AS day, account_id, currency, count(*), sum(paid_minor)::bigint,
+                       sum(value_minor)::bigint, sum(fixed_charges_minor)::bigint, sum(units)::bigint
+                FROM purchase WHERE created_at >= \(from) AND created_at < \(to) AND state <> 'cancelled'
+                GROUP BY day, account_id, currency ORDER BY day, account_id
+                """, logger: self.logger).decode((Int64, Int64, String, Int64, Int64, Int64, Int64, Int64).self) {
+                days.append(BillingDatabase.SalesDay(day: day, account: account, currency: currency,
+                                                     purchases: Int(n), paidMinor: paid, valueMinor: value,
+                                                     fixedChargesMinor: fixed, units: units))
+            }
+            return BillingDatabase.SalesRow.rows(days, by: granularity, perAccount: perAccount)
         }
     }
 
@@ -333,8 +457,7 @@ extension CentralDatabase: BillingDesk {
             let cardSerial = try await p.cardId.asyncMap { card in
                 try await self.optional(c, "SELECT serial FROM card WHERE id = \(card)", as: Int64.self)
             } ?? nil
-            let offset = try await self.optional(
-                c, "SELECT value::bigint FROM setting WHERE key = 'utcOffsetSeconds'", as: Int64.self) ?? 28800
+            let offset = try await self.utcOffset(c)
             return Receipt(purchase: p, account: account, customer: customer, meter: meter, cardSerial: cardSerial,
                            offset: offset)
         }

@@ -99,6 +99,12 @@ extension CentralDatabase {
         try await self.optional(c, query, as: Int64.self) ?? 0
     }
 
+    /// The store's local time offset (setting `utcOffsetSeconds`, as on SQLite).
+    func utcOffset(_ c: PostgresConnection) async throws -> Int64 {
+        try await self.optional(c, "SELECT value::bigint FROM setting WHERE key = 'utcOffsetSeconds'",
+                                as: Int64.self) ?? 28800
+    }
+
     // MARK: Accounts
 
     func account(_ c: PostgresConnection, id: Int64, lock: Bool = false) async throws -> Account {

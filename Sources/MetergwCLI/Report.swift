@@ -64,14 +64,16 @@ struct ReportCommand: ParsableCommand {
 
     struct Sales: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Sales per day or month (per account).")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @OptionGroup var range: Range
         @Flag(help: "One row per account.") var perAccount = false
 
         func run() throws {
             let (from, to, by) = try self.range.days()
-            let db = try self.store.open()
-            let rows = try StoreCLI.run { try db.salesReport(fromDay: from, toDay: to, by: by, perAccount: self.perAccount) }
+            let perAccount = self.perAccount
+            let rows = try self.desk.run { db in
+                try await db.salesReport(fromDay: from, toDay: to, by: by, perAccount: perAccount)
+            }
             func money(_ m: Int64, _ c: String) -> JSONValue { .string(Amount.text(m, c).split(separator: " ")[0].description) }
             self.range.emit(["period", "account", "purchases", "paid", "value", "fixedCharges", "units", "currency"],
                             rows.map { r in
@@ -218,15 +220,15 @@ struct ReportCommand: ParsableCommand {
 
     struct Statement: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "An account's monthly statement.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Option(help: "Account id, or #number.") var account: String
         @Option(help: "The month, YYYY-MM.") var month: String
         @Flag(help: "One JSON object.") var json = false
 
         func run() throws {
             guard let day = LocalTime.parseMonth(self.month) else { throw CLIError(.usage, "--month is YYYY-MM") }
-            let db = try self.store.open()
-            let s = try StoreCLI.run { try db.statement(account: self.account, monthStartDay: day) }
+            let account = self.account
+            let s = try self.desk.run { try await $0.statement(account: account, monthStartDay: day) }
             let c = s.currency
             StoreCLI.emit(json: self.json, .object([
                 ("account", .int(s.account)), ("month", .string(s.month)),

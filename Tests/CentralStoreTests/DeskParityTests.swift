@@ -203,6 +203,31 @@ struct DeskParityTests {
             try await db.sell(account: "1", amount: Money(minor: 2_001, .cny), requestID: "r9", mode: .card, by: desk)
         }
 
+        // Bank payments: a top-up, a credit, and each refusal once (none after a row is written, so the two stores'
+        // ids stay in step: PostgreSQL's identities do not roll back).
+        let payments = try BankPaymentRow.parse(csv: """
+            date,reference,account,amount,currency,purpose
+            2026-11-25,B-1,1,50.00,CNY,topup
+            2026-11-25,B-2,#20000001,10.00,CNY,
+            2026-11-25,B-1,1,50.00,CNY,topup
+            2026-11-25,B-3,#10000001,1.234,CNY,topup
+            2026-11-25,B-4,1,5.00,USD,topup
+            2026-11-25,B-5,nobody,5.00,CNY,topup
+            2026-11-25,B-6,#10000001,7.00,CNY,savings
+            """)
+        await s.add("import payments") { await db.importPayments(payments, by: desk) }
+        let november = LocalTime.parseMonth("2026-11")!
+        await s.add("statement of Li Wei") { try await db.statement(account: "1", monthStartDay: november) }
+        await s.add("statement of Wang Fang") { try await db.statement(account: "2", monthStartDay: november) }
+        await s.add("statement of October") {
+            try await db.statement(account: "1", monthStartDay: LocalTime.parseMonth("2026-10")!)
+        }
+        await s.add("sales per day and account") {
+            try await db.salesReport(fromDay: november, toDay: november + 29, by: .day, perAccount: true)
+        }
+        await s.add("sales per month") {
+            try await db.salesReport(fromDay: november - 31, toDay: november + 29, by: .month, perAccount: false)
+        }
         await s.add("accounts") { try await db.accounts() }
         await s.add("account by number") { try await db.account("#10000001") }
         await s.add("account unknown") { try await db.account("nobody") }
@@ -218,7 +243,7 @@ struct DeskParityTests {
         await s.add("tariff unknown") { try await db.tariff("none") }
         await s.add("purchases") { try await db.purchases(account: nil) }
         await s.add("purchases of Li Wei") { try await db.purchases(account: "1") }
-        for id: Int64 in 1...6 {
+        for id: Int64 in 1...7 {
             await s.add("receipt \(id)") { try await db.receipt(purchase: id) }
         }
         return s.lines
@@ -269,5 +294,7 @@ struct DeskParityTests {
         #expect(local.filter { $0.contains(": refused ") }.count < local.count / 2)
         #expect(local.contains { $0.hasPrefix("sell remote repeated: ") && $0.contains("repeated: true") })
         #expect(local.contains { $0.hasPrefix("sell with a used request id: refused requestConflict") })
+        #expect(local.contains { $0.hasPrefix("statement of Li Wei: ") && $0.contains("consumption: Optional(150000)") })
+        #expect(local.contains { $0.hasPrefix("import payments: ") && $0.contains("duplicatePayment") })
     }
 }
