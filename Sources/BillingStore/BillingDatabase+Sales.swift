@@ -49,7 +49,8 @@ extension BillingDatabase {
         let meter = try SaleRules.checkBuyer(
             account: account, amount: amount, meter: try Meter.filter(Column("accountId") == account.id).fetchOne(db))
         let terms = try SaleRules.terms(
-            meter: meter, account: account, version: try Self.versionInForceIfAny(db, tariffID: meter.tariffId, at: actor.now),
+            meter: meter, account: account,
+            version: try Self.versionInForceIfAny(db, tariffID: meter.tariffId, at: actor.now),
             tariffName: try Self.tariffName(db, meter.tariffId), now: actor.now)
         let position = try Self.unitsIntoPeriod(db, meterID: meter.id!, periodStart: terms.periodStart, now: actor.now)
         let paidThrough = try Int64.fetchOne(db, sql: """

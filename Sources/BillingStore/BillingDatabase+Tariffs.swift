@@ -45,9 +45,9 @@ extension BillingDatabase {
         return try self.write { db in
             var record = try TariffRecord.filter(Column("name") == tariff.name).fetchOne(db)
             if let existing = record {
-                try DeskRules.checkNewVersion(
-                    tariff, of: existing, validFrom: validFrom, latestValidFrom: try Int64.fetchOne(
-                        db, sql: "SELECT max(validFrom) FROM tariffVersion WHERE tariffId = ?", arguments: [existing.id]))
+                let latest = try Int64.fetchOne(
+                    db, sql: "SELECT max(validFrom) FROM tariffVersion WHERE tariffId = ?", arguments: [existing.id])
+                try DeskRules.checkNewVersion(tariff, of: existing, validFrom: validFrom, latestValidFrom: latest)
             } else {
                 var new = TariffRecord(id: nil, name: tariff.name, currency: tariff.currency.code,
                                        unitKind: Int64(tariff.unitKind.rawValue), createdAt: actor.now)

@@ -117,7 +117,8 @@ extension CentralDatabase: BillingDesk {
             let account = try await self.findAccount(c, accountReference, lock: true)
             var meter = try await self.findMeter(c, meterReference, lock: true)
             let pending = try await self.count(c, """
-                SELECT count(*) FROM purchase WHERE meter_id = \(meter.id!) AND state IN ('created', 'written', 'queued')
+                SELECT count(*) FROM purchase
+                WHERE meter_id = \(meter.id!) AND state IN ('created', 'written', 'queued')
                 """)
             let accountsMeter = try await self.records(
                 c, "SELECT to_jsonb(m)::text FROM meter m WHERE m.account_id = \(account.id!)", as: Meter.self).first
@@ -137,7 +138,8 @@ extension CentralDatabase: BillingDesk {
             try await c.execute("UPDATE card SET state = 'replaced' WHERE meter_id = \(meter.id!) AND state = 'active'",
                                 logger: self.logger)
             try await self.audit(c, actor, "meter.assign", "meter", meter.id,
-                                 [("account", .int(account.id!)), ("previousAccount", previous.map { .int($0) } ?? .null)])
+                                 [("account", .int(account.id!)),
+                                  ("previousAccount", previous.map { .int($0) } ?? .null)])
             return meter
         }
     }
@@ -323,9 +325,10 @@ extension CentralDatabase: BillingDesk {
         var account = try await self.findAccount(c, row.account, lock: true)
         let money = try DeskRules.checkPayment(row, account: account)
         let paymentID = try await self.id(c, """
-            INSERT INTO bank_payment (reference, date, account_id, amount_minor, currency, purpose, imported_at, operator)
-            VALUES (\(row.reference), \(row.date), \(account.id!), \(money.amountMinor), \(row.currency), \(row.purpose),
-                    \(actor.now), \(actor.name))
+            INSERT INTO bank_payment (reference, date, account_id, amount_minor, currency, purpose, imported_at,
+                                      operator)
+            VALUES (\(row.reference), \(row.date), \(account.id!), \(money.amountMinor), \(row.currency),
+                    \(row.purpose), \(actor.now), \(actor.name))
             RETURNING id
             """)
         try await self.audit(c, actor, "payment.import", "bankPayment", paymentID,

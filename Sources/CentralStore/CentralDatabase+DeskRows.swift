@@ -144,8 +144,9 @@ extension CentralDatabase {
             c, "SELECT to_jsonb(u)::text FROM customer u WHERE u.id = \(account.customerId)", as: Customer.self)[0]
         let meter = try await self.records(
             c, "SELECT to_jsonb(m)::text FROM meter m WHERE m.account_id = \(account.id!)", as: Meter.self).first
+        let pending = try await self.pendingCount(c, account: account.id!)
         return BillingDatabase.AccountDetail(account: account, customer: customer, meter: meter,
-                                             pendingPurchases: Int(try await self.pendingCount(c, account: account.id!)))
+                                             pendingPurchases: pending)
     }
 
     func pendingCount(_ c: PostgresConnection, account id: Int64) async throws -> Int {
@@ -177,7 +178,8 @@ extension CentralDatabase {
     ) async throws {
         try await c.execute("""
             INSERT INTO audit_log (time, operator, action, entity, entity_id, detail)
-            VALUES (\(actor.now), \(actor.name), \(action), \(entity), \(id), \(JSONValue.object(detail).rendered())::jsonb)
+            VALUES (\(actor.now), \(actor.name), \(action), \(entity), \(id),
+                    \(JSONValue.object(detail).rendered())::jsonb)
             """, logger: self.logger)
     }
 
@@ -286,7 +288,8 @@ extension CentralDatabase {
             base = before
         } else {
             base = try await self.optional(c, """
-                SELECT register FROM reading WHERE meter_id = \(meterID) AND time >= \(periodStart) ORDER BY time LIMIT 1
+                SELECT register FROM reading WHERE meter_id = \(meterID) AND time >= \(periodStart)
+                ORDER BY time LIMIT 1
                 """, as: Int64.self)
         }
         return SaleRules.unitsIntoPeriod(latest: latest, periodStart: periodStart, base: base)
@@ -301,11 +304,12 @@ extension CentralDatabase {
                                   unit_kind, tier_position, unpaid_fixed_charges, fixed_paid_through,
                                   tariff_version_id, sale, card_id, payment_id, created_at, operator,
                                   remote_order_id)
-            VALUES (\(p.requestId), \(p.accountId), \(p.meterId), \(order == nil ? p.sequence : nil), \(p.mode.rawValue),
-                    \(p.state.rawValue), \(p.currency), \(p.paidMinor), \(p.balanceUsedMinor), \(p.fixedChargesMinor),
-                    \(p.valueMinor), \(p.remainderMinor), \(p.units), \(Int16(p.unitKind)), \(p.tierPosition),
-                    \(Int32(clamping: p.unpaidFixedCharges)), \(p.fixedPaidThrough), \(p.tariffVersionId), \(p.sale)::jsonb,
-                    \(p.cardId), \(p.paymentId), \(p.createdAt), \(p.operator), \(order))
+            VALUES (\(p.requestId), \(p.accountId), \(p.meterId), \(order == nil ? p.sequence : nil),
+                    \(p.mode.rawValue), \(p.state.rawValue), \(p.currency), \(p.paidMinor), \(p.balanceUsedMinor),
+                    \(p.fixedChargesMinor), \(p.valueMinor), \(p.remainderMinor), \(p.units), \(Int16(p.unitKind)),
+                    \(p.tierPosition), \(Int32(clamping: p.unpaidFixedCharges)), \(p.fixedPaidThrough),
+                    \(p.tariffVersionId), \(p.sale)::jsonb, \(p.cardId), \(p.paymentId), \(p.createdAt), \(p.operator),
+                    \(order))
             RETURNING id
             """)
     }

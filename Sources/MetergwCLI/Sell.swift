@@ -135,7 +135,9 @@ struct PurchaseCommand: ParsableCommand {
 
         func run() throws {
             let id = self.id
-            let (p, receipt) = try self.desk.run { db in (try await db.purchase(id), try await db.receipt(purchase: id)) }
+            let (p, receipt) = try self.desk.run { db in
+                (try await db.purchase(id), try await db.receipt(purchase: id))
+            }
             StoreCLI.emit(json: self.json, StoreCLI.purchaseJSON(p)) { [String(receipt.text.dropLast())] }
         }
     }

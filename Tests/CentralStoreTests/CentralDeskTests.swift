@@ -95,9 +95,12 @@ struct CentralDeskTests {
     @Test func aGatewaysLoginCannotWorkTheDesk() async throws {
         try await CentralDatabase.with(self.url) { try await self.setUp($0) }
         let name = "desk-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
-        _ = try await CentralDatabase.with(self.url) { try await $0.addGateway(name: name, password: "gateway-password-1", now: 1) }
-        let gateway = CentralURL(host: self.url.host, port: self.url.port, username: CentralDatabase.login(ofGateway: name),
-                                 password: "gateway-password-1", database: self.url.database)
+        _ = try await CentralDatabase.with(self.url) {
+            try await $0.addGateway(name: name, password: "gateway-password-1", now: 1)
+        }
+        let gateway = CentralURL(host: self.url.host, port: self.url.port,
+                                 username: CentralDatabase.login(ofGateway: name), password: "gateway-password-1",
+                                 database: self.url.database)
         let refusal = try await CentralDatabase.with(gateway) { db -> StoreError? in
             do {
                 _ = try await db.sell(account: "1", amount: Money(minor: 1_000, .cny), requestID: "gw", mode: .remote,
@@ -171,7 +174,8 @@ struct CentralRemoteSaleTests {
         #expect(again.repeated && again.purchase.id == sold.purchase.id)
         #expect(card == .meterServedByGateway(serial: 20_251_125, gateway: north))
         #expect(orders.count == 1)
-        #expect(orders.first?.units == 189_286 && orders.first?.amountMinor == 10_000 && orders.first?.state == "pending")
+        let order = try #require(orders.first)
+        #expect(order.units == 189_286 && order.amountMinor == 10_000 && order.state == "pending")
 
         // The gateway fetches it, queues it with its own next sequence, and reports that in the same round.
         let store = try BillingDatabase.inMemory()

@@ -58,8 +58,8 @@ struct DeskParityTests {
             case let p as Purchase: String(describing: Self.purchase(p))
             case let ps as [Purchase]: String(describing: ps.map(Self.purchase))
             case let o as BillingDatabase.SaleOutcome:
-                String(describing: BillingDatabase.SaleOutcome(purchase: Self.purchase(o.purchase), repeated: o.repeated,
-                                                               account: o.account, meter: o.meter))
+                String(describing: BillingDatabase.SaleOutcome(
+                    purchase: Self.purchase(o.purchase), repeated: o.repeated, account: o.account, meter: o.meter))
             case let d as BillingDatabase.TariffDetail: String(describing: Self.tariff(d))
             case let ds as [BillingDatabase.TariffDetail]: String(describing: ds.map(Self.tariff))
             case let r as Receipt: r.text
@@ -91,8 +91,12 @@ struct DeskParityTests {
     ) async throws -> [String] {
         let desk = Self.desk
         var s = Steps()
-        await s.add("tariff household") { try await db.addTariff(Self.tiered, validFrom: 0, utcOffsetSeconds: 28800, by: desk) }
-        await s.add("tariff water") { try await db.addTariff(Self.water, validFrom: 0, utcOffsetSeconds: 28800, by: desk) }
+        await s.add("tariff household") {
+            try await db.addTariff(Self.tiered, validFrom: 0, utcOffsetSeconds: 28800, by: desk)
+        }
+        await s.add("tariff water") {
+            try await db.addTariff(Self.water, validFrom: 0, utcOffsetSeconds: 28800, by: desk)
+        }
         await s.add("tariff household v2 from next month") {
             try await db.addTariff(Self.tieredNext, validFrom: Self.now + 40 * 86400, utcOffsetSeconds: 28800, by: desk)
         }
@@ -150,10 +154,12 @@ struct DeskParityTests {
         try await addReading(meterID, Self.now - 3600, 1_150_000)
 
         await s.add("sell remote") {
-            try await db.sell(account: "1", amount: Money(minor: 10_000, .cny), requestID: "r1", mode: .remote, by: desk)
+            try await db.sell(account: "1", amount: Money(minor: 10_000, .cny), requestID: "r1", mode: .remote,
+                              by: desk)
         }
         await s.add("sell remote repeated") {
-            try await db.sell(account: "1", amount: Money(minor: 10_000, .cny), requestID: "r1", mode: .remote, by: desk)
+            try await db.sell(account: "1", amount: Money(minor: 10_000, .cny), requestID: "r1", mode: .remote,
+                              by: desk)
         }
         await s.add("sell with a used request id") {
             try await db.sell(account: "1", amount: Money(minor: 5_000, .cny), requestID: "r1", mode: .remote, by: desk)
@@ -163,7 +169,8 @@ struct DeskParityTests {
                               by: desk)
         }
         await s.add("sell card water again") {
-            try await db.sell(account: "20000001", amount: Money(minor: 1, .cny), requestID: "r3", mode: .card, by: desk)
+            try await db.sell(account: "20000001", amount: Money(minor: 1, .cny), requestID: "r3", mode: .card,
+                              by: desk)
         }
         await s.add("sell too little") {
             try await db.sell(account: "#20000001", amount: Money(minor: 1, .cny), requestID: "r3b", mode: .card,
@@ -276,7 +283,8 @@ struct DeskParityTests {
                     logger: db.logger)
             }
             let audit = try await db.records(db.connection, """
-                SELECT (to_jsonb(l) || jsonb_build_object('detail', l.detail::text))::text FROM audit_log l ORDER BY l.id
+                SELECT (to_jsonb(l) || jsonb_build_object('detail', l.detail::text))::text
+                FROM audit_log l ORDER BY l.id
                 """, as: AuditEntry.self)
             return (lines, Self.audit(audit))
         }
@@ -294,7 +302,9 @@ struct DeskParityTests {
         #expect(local.filter { $0.contains(": refused ") }.count < local.count / 2)
         #expect(local.contains { $0.hasPrefix("sell remote repeated: ") && $0.contains("repeated: true") })
         #expect(local.contains { $0.hasPrefix("sell with a used request id: refused requestConflict") })
-        #expect(local.contains { $0.hasPrefix("statement of Li Wei: ") && $0.contains("consumption: Optional(150000)") })
+        #expect(local.contains {
+            $0.hasPrefix("statement of Li Wei: ") && $0.contains("consumption: Optional(150000)")
+        })
         #expect(local.contains { $0.hasPrefix("import payments: ") && $0.contains("duplicatePayment") })
     }
 }

@@ -62,7 +62,8 @@ struct DeskURLTests {
 
     /// A bank's file: a top-up, a credit, a reference seen before (the import exits 76, the others stand).
     static let bankFile: String = {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("metergw-bank-\(UUID().uuidString).csv")
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("metergw-bank-\(UUID().uuidString).csv")
         try! """
             date,reference,account,amount,currency,purpose
             2026-11-25,B-1,1,50.00,CNY,topup
