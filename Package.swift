@@ -61,7 +61,9 @@ let package = Package(
         // The central store of a billing centre: PostgreSQL through postgres-nio.
         .target(
             name: "CentralStore",
-            dependencies: ["Prepaid", .product(name: "PostgresNIO", package: "postgres-nio")]),
+            dependencies: [
+                "Prepaid", "MeterProtocol", "BillingStore", .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]),
         // Store-and-forward from a gateway's SQLite store to the central one.
         .target(
             name: "StoreSync",

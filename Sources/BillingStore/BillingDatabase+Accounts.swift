@@ -9,6 +9,13 @@ extension BillingDatabase {
         public var customer: Customer
         public var meter: Meter?
         public var pendingPurchases: Int
+
+        public init(account: Account, customer: Customer, meter: Meter?, pendingPurchases: Int) {
+            self.account = account
+            self.customer = customer
+            self.meter = meter
+            self.pendingPurchases = pendingPurchases
+        }
     }
 
     /// Opens an account for a new customer. `number` is the account number on cards; by default the next free one
@@ -17,13 +24,12 @@ extension BillingDatabase {
         name: String, address: String? = nil, phone: String? = nil, number: Int64? = nil,
         currency: Currency = .cny, by actor: Actor
     ) throws(StoreError) -> AccountDetail {
-        guard !name.trimmedBlanks.isEmpty else { throw .invalidArgument("the customer's name must not be empty") }
-        if let number, number <= 0 { throw .invalidArgument("the account number must be positive") }
+        let name = try DeskRules.checkNewAccount(name: name, number: number)
         return try self.write { db in
-            var customer = Customer(id: nil, name: name.trimmedBlanks, address: address, phone: phone,
-                                    createdAt: actor.now)
+            var customer = Customer(id: nil, name: name, address: address, phone: phone, createdAt: actor.now)
             try customer.insert(db)
-            let chosen = try number ?? (Int64.fetchOne(db, sql: "SELECT max(number) FROM account") ?? 10_000_000) + 1
+            let chosen = DeskRules.accountNumber(
+                given: number, highest: try Int64.fetchOne(db, sql: "SELECT max(number) FROM account"))
             var account = Account(id: nil, customerId: customer.id!, number: chosen, currency: currency.code,
                                   balanceMinor: 0, state: .open, openedAt: actor.now, closedAt: nil)
             try account.insert(db)
@@ -41,14 +47,12 @@ extension BillingDatabase {
     {
         try self.write { db in
             var account = try Self.findAccount(db, reference)
-            guard account.state == .open else { throw StoreError.accountClosed(account.id!) }
-            let pending = try Self.pendingCount(db, accountID: account.id!)
-            guard pending == 0 else { throw StoreError.accountHasPendingPurchases(account.id!, count: pending) }
-            if account.balanceMinor > 0 {
-                guard payout else { throw StoreError.accountHasBalance(account.id!, balanceMinor: account.balanceMinor) }
-                try Self.move(db, &account, .payout, -account.balanceMinor, now: actor.now)
+            let paidOut = try DeskRules.checkClose(account, pending: try Self.pendingCount(db, accountID: account.id!),
+                                                   payout: payout)
+            if paidOut > 0 {
+                try Self.move(db, &account, .payout, -paidOut, now: actor.now)
                 try AuditLog.append(db, operator: actor.name, action: "account.payout", entity: "account",
-                                    id: account.id, now: actor.now, [("amountMinor", .int(account.balanceMinor))])
+                                    id: account.id, now: actor.now, [("amountMinor", .int(paidOut))])
             }
             try db.execute(sql: "UPDATE meter SET accountId = NULL WHERE accountId = ?", arguments: [account.id])
             account.state = .closed

@@ -13,6 +13,18 @@ extension BillingDatabase {
         public var units: Int64
         public var purchaseIDs: [Int64]
 
+        /// The block for `meter` from its pending purchases (`created`, `written`, `queued`) in sequence order;
+        /// nil when none is pending. Written once for both stores.
+        public static func of(meter: Meter, pending: [Purchase]) throws(StoreError) -> PendingCredit? {
+            guard let last = pending.last else { return nil }
+            let units = pending.reduce(Int64(0)) { $0 + $1.units }
+            guard units <= Int64(UInt32.max) else {
+                throw .invalidArgument("the pending credit exceeds one card block: apply part of it first")
+            }
+            return PendingCredit(firstSequence: meter.lastAppliedSequence + 1, lastSequence: last.sequence,
+                                 units: units, purchaseIDs: pending.map { $0.id! })
+        }
+
         public var block: CardImage.CreditBlock {
             CardImage.CreditBlock(firstSequence: UInt32(self.firstSequence), lastSequence: UInt32(self.lastSequence),
                                   units: UInt32(self.units))
@@ -52,13 +64,7 @@ extension BillingDatabase {
         let pending = try Purchase.filter(
             Column("meterId") == meter.id && ["created", "written", "queued"].contains(Column("state"))
         ).order(Column("sequence")).fetchAll(db)
-        guard let last = pending.last else { return nil }
-        let units = pending.reduce(Int64(0)) { $0 + $1.units }
-        guard units <= Int64(UInt32.max) else {
-            throw StoreError.invalidArgument("the pending credit exceeds one card block: apply part of it first")
-        }
-        return PendingCredit(firstSequence: meter.lastAppliedSequence + 1, lastSequence: last.sequence, units: units,
-                             purchaseIDs: pending.map { $0.id! })
+        return try PendingCredit.of(meter: meter, pending: pending)
     }
 
     /// The card for a card purchase: the meter's active card, or a new one (generation 1, or the next after a

@@ -72,9 +72,10 @@ extension BillingDatabase {
             guard meter.unitKind == order.unitKind else { return try refuse("unit-kind") }
             guard account.currency == order.currency else { return try refuse("currency") }
             let last = try Int64.fetchOne(db, sql: "SELECT max(sequence) FROM purchase WHERE meterId = ?",
-                                          arguments: [meter.id]) ?? meter.sequenceBase
-            let sequence = max(last, meter.sequenceBase) + 1
-            guard sequence <= Int64(UInt32.max) else { return try refuse("sequence-exhausted") }
+                                          arguments: [meter.id])
+            guard let sequence = try? SaleRules.nextSequence(meter: meter, lastSequence: last) else {
+                return try refuse("sequence-exhausted")
+            }
             // The purchase row names the tariff version in force; a meter without one cannot take credit yet.
             guard let version = try? Self.versionInForce(db, tariffID: meter.tariffId, at: actor.now) else {
                 return try refuse("no-tariff")

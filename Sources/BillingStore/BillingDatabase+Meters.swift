@@ -9,15 +9,10 @@ extension BillingDatabase {
         serial: UInt32, kind: DeviceKind, tariff: String, bus: String? = nil, address: UInt8? = nil,
         keyRevision: UInt8 = 1, lastApplied: UInt32 = 0, by actor: Actor
     ) throws(StoreError) -> Meter {
-        guard let unit = UnitKind(meterKind: kind) else { throw .invalidArgument("a card writer is not a meter") }
-        guard serial >= 1, serial < CardImage.anyMeter else {
-            throw .invalidArgument("a meter serial is 1...4294967294")
-        }
+        let unit = try DeskRules.checkNewMeter(serial: serial, kind: kind)
         return try self.write { db in
             let record = try Self.findTariff(db, tariff)
-            guard record.unitKind == Int64(unit.rawValue) else {
-                throw StoreError.unitKindMismatch(meter: unit.symbol, tariff: Self.symbol(record.unitKind))
-            }
+            try DeskRules.checkTariff(record, forMeterUnit: Int64(unit.rawValue))
             if try Meter.filter(Column("serial") == Int64(serial)).fetchCount(db) > 0 {
                 throw StoreError.meterExists(serial: Int64(serial))
             }
@@ -42,21 +37,17 @@ extension BillingDatabase {
         try self.write { db in
             var meter = try Self.findMeter(db, meterReference)
             let account = try Self.findAccount(db, accountReference)
-            guard account.state == .open else { throw StoreError.accountClosed(account.id!) }
-            if meter.accountId == account.id { return meter }
-            if let other = try Meter.filter(Column("accountId") == account.id).fetchOne(db) {
-                throw StoreError.meterAssigned(serial: other.serial, accountID: account.id!)
-            }
             let pending = try Int.fetchOne(db, sql: """
                 SELECT count(*) FROM purchase WHERE meterId = ? AND state IN ('created', 'written', 'queued')
                 """, arguments: [meter.id]) ?? 0
-            guard pending == 0 else { throw StoreError.meterHasPendingPurchases(serial: meter.serial, count: pending) }
+            guard try DeskRules.checkAssign(
+                meter: meter, account: account,
+                accountsMeter: try Meter.filter(Column("accountId") == account.id).fetchOne(db), pending: pending)
+            else { return meter }
             let previous = meter.accountId
             let version = try Self.versionInForce(db, tariffID: meter.tariffId, at: actor.now)
-            let tariff = try version.tariff()
             meter.accountId = account.id
-            meter.fixedChargesFrom = tariff.period.index(
-                containing: UInt32(clamping: actor.now), utcOffsetSeconds: Int32(version.utcOffsetSeconds))
+            meter.fixedChargesFrom = try DeskRules.fixedChargesFrom(version: version, now: actor.now)
             try meter.update(db)
             try db.execute(sql: "UPDATE card SET state = 'replaced' WHERE meterId = ? AND state = 'active'",
                            arguments: [meter.id])
@@ -72,9 +63,7 @@ extension BillingDatabase {
         try self.write { db in
             var meter = try Self.findMeter(db, meterReference)
             let record = try Self.findTariff(db, tariff)
-            guard record.unitKind == meter.unitKind else {
-                throw StoreError.unitKindMismatch(meter: Self.symbol(meter.unitKind), tariff: Self.symbol(record.unitKind))
-            }
+            try DeskRules.checkTariff(record, forMeterUnit: meter.unitKind)
             meter.tariffId = record.id!
             try meter.update(db)
             try AuditLog.append(db, operator: actor.name, action: "meter.tariff", entity: "meter", id: meter.id,

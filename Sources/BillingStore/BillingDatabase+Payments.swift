@@ -66,21 +66,15 @@ extension BillingDatabase {
             throw StoreError.duplicatePayment(reference: row.reference)
         }
         var account = try Self.findAccount(db, row.account)
-        guard account.state == .open else { throw StoreError.accountClosed(account.id!) }
-        guard row.currency == account.currency else {
-            throw StoreError.currencyMismatch(expected: account.currency, got: row.currency)
-        }
-        let money = try Amount.parse(row.amount, currency: StoreCurrency.named(row.currency))
-        guard money.amountMinor > 0 else { throw StoreError.amountNotPositive }
+        let money = try DeskRules.checkPayment(row, account: account)
         var payment = BankPayment(id: nil, reference: row.reference, date: row.date, accountId: account.id!,
                                   amountMinor: money.amountMinor, currency: row.currency, purpose: row.purpose,
                                   importedAt: actor.now, operator: actor.name)
         try payment.insert(db)
         try AuditLog.append(db, operator: actor.name, action: "payment.import", entity: "bankPayment", id: payment.id,
                             now: actor.now, [("reference", .string(row.reference)), ("amountMinor", .int(money.amountMinor))])
-        let purpose = row.purpose.lowercased()
-        let hasMeter = try Meter.filter(Column("accountId") == account.id).fetchCount(db) > 0
-        if (purpose.isEmpty || purpose == "topup") && hasMeter {
+        if DeskRules.paymentBuysCredit(row, accountHasMeter: try Meter.filter(Column("accountId") == account.id)
+            .fetchCount(db) > 0) {
             let outcome = try self.sell(db, account: String(account.id!), amount: money,
                                         requestID: "bank:" + row.reference, mode: .remote, paymentID: payment.id,
                                         by: actor)

@@ -14,6 +14,29 @@ extension BillingDatabase {
         public var fixedChargesMinor: Int64
         public var units: Int64
         public var currency: String
+
+        /// The report's rows from the days' sums (ordered by day, then account): per day or month, per account if
+        /// asked. Written once for both stores.
+        public static func rows(_ days: [SalesDay], by granularity: Granularity, perAccount: Bool) -> [SalesRow] {
+            var out: [String: SalesRow] = [:]
+            var order: [String] = []
+            for d in days {
+                let period = granularity == .day ? LocalTime.dateText(day: d.day) : LocalTime.monthText(day: d.day)
+                let account: Int64? = perAccount ? d.account : nil
+                let key = "\(period)|\(account ?? 0)|\(d.currency)"
+                if out[key] == nil {
+                    order.append(key)
+                    out[key] = SalesRow(period: period, account: account, purchases: 0, paidMinor: 0, valueMinor: 0,
+                                        fixedChargesMinor: 0, units: 0, currency: d.currency)
+                }
+                out[key]!.purchases += d.purchases
+                out[key]!.paidMinor += d.paidMinor
+                out[key]!.valueMinor += d.valueMinor
+                out[key]!.fixedChargesMinor += d.fixedChargesMinor
+                out[key]!.units += d.units
+            }
+            return order.map { out[$0]! }
+        }
     }
 
     /// Sales (not cancelled) created in local days `fromDay...toDay`, summed per day or month, per account if asked.
@@ -29,27 +52,36 @@ extension BillingDatabase {
                        sum(valueMinor) AS value, sum(fixedChargesMinor) AS fixed, sum(units) AS units
                 FROM purchase WHERE createdAt >= ? AND createdAt < ? AND state <> 'cancelled'
                 GROUP BY day, accountId, currency ORDER BY day, accountId
-                """, arguments: [offset, from, to])
-            var out: [String: SalesRow] = [:]
-            var order: [String] = []
-            for row in rows {
-                let day: Int64 = row["day"]
-                let period = granularity == .day ? LocalTime.dateText(day: day) : LocalTime.monthText(day: day)
-                let account: Int64? = perAccount ? row["accountId"] : nil
-                let currency: String = row["currency"]
-                let key = "\(period)|\(account ?? 0)|\(currency)"
-                if out[key] == nil {
-                    order.append(key)
-                    out[key] = SalesRow(period: period, account: account, purchases: 0, paidMinor: 0, valueMinor: 0,
-                                        fixedChargesMinor: 0, units: 0, currency: currency)
-                }
-                out[key]!.purchases += row["n"] as Int
-                out[key]!.paidMinor += row["paid"] as Int64
-                out[key]!.valueMinor += row["value"] as Int64
-                out[key]!.fixedChargesMinor += row["fixed"] as Int64
-                out[key]!.units += row["units"] as Int64
+                """, arguments: [offset, from, to]).map { row in
+                SalesDay(day: row["day"], account: row["accountId"], currency: row["currency"], purchases: row["n"],
+                         paidMinor: row["paid"], valueMinor: row["value"], fixedChargesMinor: row["fixed"],
+                         units: row["units"])
             }
-            return order.map { out[$0]! }
+            return SalesRow.rows(rows, by: granularity, perAccount: perAccount)
+        }
+    }
+
+    /// One local day's sales of one account in one currency, as a store sums them (either store's SQL).
+    public struct SalesDay: Hashable, Sendable {
+        public var day: Int64
+        public var account: Int64
+        public var currency: String
+        public var purchases: Int
+        public var paidMinor: Int64
+        public var valueMinor: Int64
+        public var fixedChargesMinor: Int64
+        public var units: Int64
+
+        public init(day: Int64, account: Int64, currency: String, purchases: Int, paidMinor: Int64, valueMinor: Int64,
+                    fixedChargesMinor: Int64, units: Int64) {
+            self.day = day
+            self.account = account
+            self.currency = currency
+            self.purchases = purchases
+            self.paidMinor = paidMinor
+            self.valueMinor = valueMinor
+            self.fixedChargesMinor = fixedChargesMinor
+            self.units = units
         }
     }
 
@@ -105,6 +137,37 @@ extension BillingDatabase {
         public var unitsBought: Int64
         public var consumption: Int64?
         public var unitKind: Int64?
+
+        /// The statement from what a store summed for the month: the balance before it, the month's movements by
+        /// kind (signed as stored), the purchases that stand, and the meter's consumption. Written once for both
+        /// stores.
+        public init(
+            account: Account, monthStartDay: Int64, openingBalanceMinor opening: Int64,
+            movements m: (deposits: Int64, charged: Int64, refunds: Int64, payouts: Int64), purchases: Int,
+            unitsBought: Int64, meter: Meter?, consumption: Int64?
+        ) {
+            self.account = account.id!
+            self.month = LocalTime.monthText(day: monthStartDay)
+            self.currency = account.currency
+            self.openingBalanceMinor = opening
+            self.depositsMinor = m.deposits
+            self.chargedMinor = -m.charged
+            self.refundsMinor = m.refunds
+            self.payoutsMinor = -m.payouts
+            self.closingBalanceMinor = opening + m.deposits + m.charged + m.refunds + m.payouts
+            self.purchases = purchases
+            self.unitsBought = unitsBought
+            self.consumption = meter == nil ? nil : consumption
+            self.unitKind = meter?.unitKind
+        }
+
+        /// A month's consumption from its readings: the last register in it less the last before it (or, when
+        /// none is before, its first). The daily summary's days add up to the same (each day is its last register
+        /// less the previous day's). 0 without a reading in the month.
+        public static func consumption(lastInMonth: Int64?, lastBefore: Int64?, firstInMonth: Int64?) -> Int64 {
+            guard let last = lastInMonth, let base = lastBefore ?? firstInMonth else { return 0 }
+            return last - base
+        }
     }
 
     public func statement(account reference: String, monthStartDay: Int64) throws(StoreError) -> Statement {
@@ -131,15 +194,10 @@ extension BillingDatabase {
             let consumption = try meter.map { m in
                 try Self.dailyUnits(db, meter: m.id!, fromDay: monthStartDay, toDay: endDay).reduce(0) { $0 + $1.units }
             }
-            let (deposits, charged, refunds, payouts) = (try sum("deposit"), try sum("purchase"), try sum("refund"),
-                                                        try sum("payout"))
             return Statement(
-                account: account.id!, month: LocalTime.monthText(day: monthStartDay), currency: account.currency,
-                openingBalanceMinor: opening, depositsMinor: deposits, chargedMinor: -charged, refundsMinor: refunds,
-                payoutsMinor: -payouts, closingBalanceMinor: opening + deposits + charged + refunds + payouts,
-                purchases: bought["n"], unitsBought: bought["units"],
-                consumption: consumption,
-                unitKind: meter?.unitKind)
+                account: account, monthStartDay: monthStartDay, openingBalanceMinor: opening,
+                movements: (try sum("deposit"), try sum("purchase"), try sum("refund"), try sum("payout")),
+                purchases: bought["n"], unitsBought: bought["units"], meter: meter, consumption: consumption)
         }
     }
 }

@@ -11,6 +11,13 @@ extension BillingDatabase {
         public var repeated: Bool
         public var account: Account
         public var meter: Meter
+
+        public init(purchase: Purchase, repeated: Bool, account: Account, meter: Meter) {
+            self.purchase = purchase
+            self.repeated = repeated
+            self.account = account
+            self.meter = meter
+        }
     }
 
     /// Sells `amount` (plus the account's balance) as units for the account's meter (docs/STORE.md "Selling").
@@ -32,91 +39,41 @@ extension BillingDatabase {
         _ db: Database, account reference: String, amount: Money, requestID: String, mode: Purchase.Mode,
         paymentID: Int64?, by actor: Actor
     ) throws -> SaleOutcome {
-        guard !requestID.isEmpty, requestID.count <= 200 else {
-            throw StoreError.invalidArgument("a request id is 1 to 200 characters")
-        }
+        try SaleRules.checkRequestID(requestID)
         var account = try Self.findAccount(db, reference)
         if let first = try Purchase.filter(Column("requestId") == requestID).fetchOne(db) {
-            guard first.accountId == account.id, first.paidMinor == amount.amountMinor,
-                  first.currency == amount.currency.code, first.mode == mode
-            else { throw StoreError.requestConflict(requestID: requestID, purchaseID: first.id!) }
+            try SaleRules.checkRepeat(first, requestID: requestID, accountID: account.id!, amount: amount, mode: mode)
             return SaleOutcome(purchase: first, repeated: true, account: account,
                                meter: try Meter.fetchOne(db, key: first.meterId)!)
         }
-        guard amount.amountMinor > 0 else { throw StoreError.amountNotPositive }
-        guard amount.currency.code == account.currency else {
-            throw StoreError.currencyMismatch(expected: account.currency, got: amount.currency.code)
-        }
-        guard account.state == .open else { throw StoreError.accountClosed(account.id!) }
-        guard let meter = try Meter.filter(Column("accountId") == account.id).fetchOne(db) else {
-            throw StoreError.accountHasNoMeter(account.id!)
-        }
-        let version = try Self.versionInForce(db, tariffID: meter.tariffId, at: actor.now)
-        let tariff = try version.tariff()
-        guard Int64(tariff.unitKind.rawValue) == meter.unitKind else {
-            throw StoreError.unitKindMismatch(meter: Self.symbol(meter.unitKind), tariff: tariff.unitKind.symbol)
-        }
-        guard tariff.currency.code == account.currency else {
-            throw StoreError.currencyMismatch(expected: account.currency, got: tariff.currency.code)
-        }
-        let offset = Int32(version.utcOffsetSeconds)
-        let period = tariff.period.index(containing: UInt32(clamping: actor.now), utcOffsetSeconds: offset)
-        let periodStart = tariff.period.start(ofPeriod: period, utcOffsetSeconds: offset)
-        let position = try Self.unitsIntoPeriod(db, meterID: meter.id!, periodStart: periodStart, now: actor.now)
+        let meter = try SaleRules.checkBuyer(
+            account: account, amount: amount, meter: try Meter.filter(Column("accountId") == account.id).fetchOne(db))
+        let terms = try SaleRules.terms(
+            meter: meter, account: account,
+            version: try Self.versionInForceIfAny(db, tariffID: meter.tariffId, at: actor.now),
+            tariffName: try Self.tariffName(db, meter.tariffId), now: actor.now)
+        let position = try Self.unitsIntoPeriod(db, meterID: meter.id!, periodStart: terms.periodStart, now: actor.now)
         let paidThrough = try Int64.fetchOne(db, sql: """
             SELECT max(fixedPaidThrough) FROM purchase WHERE meterId = ? AND state <> 'cancelled'
-            """, arguments: [meter.id]) ?? (meter.fixedChargesFrom - 1)
-        let unpaid = tariff.fixedChargePerPeriodMinor > 0 ? max(0, period - paidThrough) : 0
-        self.crash("after-validate")
-
-        let (money, overflow) = amount.amountMinor.addingReportingOverflow(account.balanceMinor)
-        guard !overflow else { throw StoreError.sale(.overflow) }
-        let sale: Sale
-        do {
-            sale = try tariff.sell(
-                Money(minor: money, tariff.currency),
-                at: TierPosition(unitsIntoPeriod: position, unpaidFixedCharges: UInt32(clamping: unpaid)))
-        } catch {
-            throw StoreError.sale(error)
-        }
-        guard sale.units.count > 0 else { throw StoreError.buysNoUnits }
-        guard sale.units.count <= UInt64(UInt32.max) else {
-            throw StoreError.invalidArgument("one purchase carries at most 4294967295 units (a card's credit block)")
-        }
-
+            """, arguments: [meter.id])
         let last = try Int64.fetchOne(db, sql: "SELECT max(sequence) FROM purchase WHERE meterId = ?",
-                                      arguments: [meter.id]) ?? meter.sequenceBase
-        let sequence = max(last, meter.sequenceBase) + 1
-        guard sequence <= Int64(UInt32.max) else {
-            throw StoreError.invalidArgument("meter \(meter.serial) has used every purchase sequence")
-        }
+                                      arguments: [meter.id])
+        self.crash("after-validate")
+        var purchase = try SaleRules.purchase(
+            terms: terms, account: account, meter: meter, amount: amount, unitsIntoPeriod: position,
+            paidThrough: paidThrough, lastSequence: last, requestID: requestID, mode: mode, paymentID: paymentID,
+            by: actor)
         self.crash("after-sequence")
-
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var purchase = Purchase(
-            id: nil, requestId: requestID, accountId: account.id!, meterId: meter.id!, sequence: sequence, mode: mode,
-            state: mode == .card ? .created : .queued, currency: account.currency, paidMinor: amount.amountMinor,
-            balanceUsedMinor: account.balanceMinor, fixedChargesMinor: sale.fixedChargesMinor,
-            valueMinor: sale.valueMinor, remainderMinor: sale.remainderMinor, units: Int64(sale.units.count),
-            unitKind: meter.unitKind, tierPosition: Int64(position), unpaidFixedCharges: unpaid,
-            fixedPaidThrough: max(period, paidThrough), tariffVersionId: version.id!,
-            sale: String(decoding: try encoder.encode(sale), as: UTF8.self), cardId: nil, paymentId: paymentID,
-            createdAt: actor.now, writtenAt: nil, appliedAt: nil, appliedSource: nil, cancelledAt: nil,
-            operator: actor.name)
         try purchase.insert(db)
         self.crash("after-insert")
 
-        try Self.move(db, &account, .deposit, amount.amountMinor, now: actor.now, purchaseID: purchase.id,
-                      paymentID: paymentID)
-        try Self.move(db, &account, .purchase, -purchase.chargedMinor, now: actor.now, purchaseID: purchase.id)
+        for (kind, amountMinor) in SaleRules.movements(purchase) {
+            try Self.move(db, &account, kind, amountMinor, now: actor.now, purchaseID: purchase.id,
+                          paymentID: kind == .deposit ? paymentID : nil)
+        }
         self.crash("after-movements")
-        try AuditLog.append(
-            db, operator: actor.name, action: "purchase.create", entity: "purchase", id: purchase.id, now: actor.now,
-            [("requestId", .string(requestID)), ("account", .int(account.id!)), ("meter", .int(meter.serial)),
-             ("sequence", .int(sequence)), ("mode", .string(mode.rawValue)), ("paidMinor", .int(amount.amountMinor)),
-             ("balanceUsedMinor", .int(purchase.balanceUsedMinor)), ("units", .int(purchase.units)),
-             ("remainderMinor", .int(purchase.remainderMinor))])
+        try AuditLog.append(db, operator: actor.name, action: "purchase.create", entity: "purchase", id: purchase.id,
+                            now: actor.now, SaleRules.auditDetail(purchase, meterSerial: meter.serial))
         return SaleOutcome(purchase: purchase, repeated: false, account: account, meter: meter)
     }
 
@@ -124,17 +81,16 @@ extension BillingDatabase {
     /// at the period's start (the latest reading at or before it, else the period's first reading). 0 when the
     /// meter has no reading in the period.
     static func unitsIntoPeriod(_ db: Database, meterID: Int64, periodStart: Int64, now: Int64) throws -> UInt64 {
-        guard let latest = try Row.fetchOne(db, sql: """
+        let latest = try Row.fetchOne(db, sql: """
             SELECT time, register FROM reading WHERE meterId = ? AND time <= ? ORDER BY time DESC LIMIT 1
-            """, arguments: [meterID, now]),
-            (latest["time"] as Int64) >= periodStart
-        else { return 0 }
+            """, arguments: [meterID, now]).map { (time: $0["time"] as Int64, register: $0["register"] as Int64) }
+        guard let latest, latest.time >= periodStart else { return 0 }
         let base = try Int64.fetchOne(db, sql: """
             SELECT register FROM reading WHERE meterId = ? AND time <= ? ORDER BY time DESC LIMIT 1
             """, arguments: [meterID, periodStart]) ?? Int64.fetchOne(db, sql: """
             SELECT register FROM reading WHERE meterId = ? AND time >= ? ORDER BY time LIMIT 1
-            """, arguments: [meterID, periodStart]) ?? 0
-        return UInt64(max(0, (latest["register"] as Int64) - base))
+            """, arguments: [meterID, periodStart])
+        return SaleRules.unitsIntoPeriod(latest: latest, periodStart: periodStart, base: base)
     }
 
     // MARK: Transitions
@@ -245,10 +201,7 @@ extension BillingDatabase {
         guard var purchase = try Purchase.fetchOne(db, key: id) else {
             throw StoreError.purchaseNotFound(String(id))
         }
-        if purchase.state == .cancelled { return purchase }
-        guard purchase.state == .created || purchase.state == .queued else {
-            throw StoreError.invalidTransition(purchase: id, from: purchase.state.rawValue, to: "cancelled")
-        }
+        guard try SaleRules.checkCancel(purchase) else { return purchase }
         let order = try Int64.fetchOne(db, sql: "SELECT orderId FROM centralOrder WHERE purchaseId = ?",
                                        arguments: [id])
         if let order {

@@ -4,8 +4,8 @@ import MeterProtocol
 import Prepaid
 
 /// `Prepaid.Tariff` stored as JSON text: prices are integers (µminor per unit), so the text is exact.
-enum TariffJSON {
-    static func encode(_ tariff: Tariff) throws(StoreError) -> String {
+public enum TariffJSON {
+    public static func encode(_ tariff: Tariff) throws(StoreError) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         do {
@@ -15,7 +15,7 @@ enum TariffJSON {
         }
     }
 
-    static func decode(_ text: String) throws(StoreError) -> Tariff {
+    public static func decode(_ text: String) throws(StoreError) -> Tariff {
         do {
             return try JSONDecoder().decode(Tariff.self, from: Data(text.utf8))
         } catch {
@@ -29,6 +29,11 @@ extension BillingDatabase {
     public struct TariffDetail: Hashable, Sendable {
         public var tariff: TariffRecord
         public var versions: [TariffVersion]
+
+        public init(tariff: TariffRecord, versions: [TariffVersion]) {
+            self.tariff = tariff
+            self.versions = versions
+        }
     }
 
     /// Adds a tariff, or a new version of the tariff of that name valid from `validFrom` (later than every
@@ -40,17 +45,9 @@ extension BillingDatabase {
         return try self.write { db in
             var record = try TariffRecord.filter(Column("name") == tariff.name).fetchOne(db)
             if let existing = record {
-                guard existing.currency == tariff.currency.code, existing.unitKind == Int64(tariff.unitKind.rawValue)
-                else {
-                    throw StoreError.invalidTariff(
-                        "tariff \(tariff.name) sells \(existing.currency) per \(Self.symbol(existing.unitKind)): a "
-                            + "new version must too")
-                }
                 let latest = try Int64.fetchOne(
                     db, sql: "SELECT max(validFrom) FROM tariffVersion WHERE tariffId = ?", arguments: [existing.id])
-                if let latest, validFrom <= latest {
-                    throw StoreError.invalidTariff("a new version must start after the latest one (\(latest))")
-                }
+                try DeskRules.checkNewVersion(tariff, of: existing, validFrom: validFrom, latestValidFrom: latest)
             } else {
                 var new = TariffRecord(id: nil, name: tariff.name, currency: tariff.currency.code,
                                        unitKind: Int64(tariff.unitKind.rawValue), createdAt: actor.now)
@@ -101,12 +98,17 @@ extension BillingDatabase {
 
     /// The version in force at `time`: the latest whose `validFrom` is not after it.
     static func versionInForce(_ db: Database, tariffID: Int64, at time: Int64) throws -> TariffVersion {
-        if let version = try TariffVersion.filter(Column("tariffId") == tariffID && Column("validFrom") <= time)
-            .order(Column("validFrom").desc).fetchOne(db) {
-            return version
-        }
-        let name = try String.fetchOne(db, sql: "SELECT name FROM tariff WHERE id = ?", arguments: [tariffID]) ?? "?"
-        throw StoreError.noTariffInForce(tariff: name, time: time)
+        if let version = try Self.versionInForceIfAny(db, tariffID: tariffID, at: time) { return version }
+        throw StoreError.noTariffInForce(tariff: try Self.tariffName(db, tariffID), time: time)
+    }
+
+    static func versionInForceIfAny(_ db: Database, tariffID: Int64, at time: Int64) throws -> TariffVersion? {
+        try TariffVersion.filter(Column("tariffId") == tariffID && Column("validFrom") <= time)
+            .order(Column("validFrom").desc).fetchOne(db)
+    }
+
+    static func tariffName(_ db: Database, _ tariffID: Int64) throws -> String {
+        try String.fetchOne(db, sql: "SELECT name FROM tariff WHERE id = ?", arguments: [tariffID]) ?? "?"
     }
 
     static func symbol(_ unitKind: Int64) -> String { (UnitKind(rawValue: UInt8(unitKind)) ?? .wattHours).symbol }

@@ -123,6 +123,8 @@ public struct Purchase: Codable, Hashable, Sendable, FetchableRecord, MutablePer
     public var requestId: String
     public var accountId: Int64
     public var meterId: Int64
+    /// The meter's purchase sequence; 0 on the central store while the gateway that delivers a remote sale has
+    /// not yet numbered it (docs/CENTRAL.md "Selling at the centre").
     public var sequence: Int64
     public var mode: Mode
     public var state: State

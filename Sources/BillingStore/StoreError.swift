@@ -29,6 +29,8 @@ public enum StoreError: Error, Hashable, Sendable {
     case tariffNotFound(String)
     case noTariffInForce(tariff: String, time: Int64)
     case unitKindMismatch(meter: String, tariff: String)
+    /// A card sale at the centre for a meter whose gateway numbers its purchases (docs/CENTRAL.md).
+    case meterServedByGateway(serial: Int64, gateway: String)
     case purchaseNotFound(String)
     case cardNotFound(serial: Int64)
     /// A card bound to another meter (or account) than the purchase's.
@@ -53,6 +55,14 @@ public enum StoreError: Error, Hashable, Sendable {
     case constraint(String)
     case database(String)
     case io(String)
+
+    // MARK: The central store (`--url`)
+    /// No server answered, or the connection broke: the message names the URL (without its password).
+    case unreachable(String)
+    /// The login may not do this (a gateway's login at the desk), or the server refused the login.
+    case permissionDenied(String)
+    /// The central store's schema is not this build's: the message says to migrate or to upgrade.
+    case schema(String)
 
     /// Maps any error from GRDB or SQLite to a store error by its result code.
     public init(_ error: any Error) {
@@ -102,6 +112,9 @@ public enum StoreError: Error, Hashable, Sendable {
         case .tariffNotFound(let name): "no tariff \(name)"
         case .noTariffInForce(let name, let time): "tariff \(name) has no version valid at \(time)"
         case .unitKindMismatch(let meter, let tariff): "the meter counts \(meter) but the tariff sells \(tariff)"
+        case .meterServedByGateway(let serial, let gateway):
+            "meter \(serial) is served by gateway \(gateway), which numbers its purchases: sell its credit here "
+                + "with --remote (the gateway delivers it), or sell the card at that gateway's desk"
         case .purchaseNotFound(let id): "no purchase \(id)"
         case .cardNotFound(let serial): "no card \(serial)"
         case .cardForAnotherMeter(let card, let meter): "card \(card) belongs to another meter than \(meter)"
@@ -119,6 +132,7 @@ public enum StoreError: Error, Hashable, Sendable {
         case .constraint(let m): "refused by a store constraint: \(m)"
         case .database(let m): "database error: \(m)"
         case .io(let m): "I/O error: \(m)"
+        case .unreachable(let m), .permissionDenied(let m), .schema(let m): m
         }
     }
 }

@@ -120,20 +120,23 @@ public final class CentralDatabase: Sendable {
 
     /// Runs `body` in one transaction: all of it commits, or none of it.
     func transaction<T>(_ body: (PostgresConnection) async throws -> T) async throws(CentralError) -> T {
-        try await self.run {
-            try await self.connection.execute("BEGIN", logger: self.logger)
-            do {
-                let value = try await body(self.connection)
-                try await self.connection.execute("COMMIT", logger: self.logger)
-                return value
-            } catch {
-                // Never on a connection the server dropped: postgres-nio (1.33) loses a request written to a closed
-                // channel and never answers it, so the ROLLBACK would wait for ever (the server rolled back anyway).
-                if self.isUsable(after: error) {
-                    try? await self.connection.execute("ROLLBACK", logger: self.logger)
-                }
-                throw error
+        try await self.run { try await self.inTransaction("BEGIN", body) }
+    }
+
+    /// `begin`, `body`, COMMIT; on any error ROLLBACK, and the error is thrown as it came.
+    func inTransaction<T>(_ begin: PostgresQuery, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await self.connection.execute(begin, logger: self.logger)
+        do {
+            let value = try await body(self.connection)
+            try await self.connection.execute("COMMIT", logger: self.logger)
+            return value
+        } catch {
+            // Never on a connection the server dropped: postgres-nio (1.33) loses a request written to a closed
+            // channel and never answers it, so the ROLLBACK would wait for ever (the server rolled back anyway).
+            if self.isUsable(after: error) {
+                try? await self.connection.execute("ROLLBACK", logger: self.logger)
             }
+            throw error
         }
     }
 

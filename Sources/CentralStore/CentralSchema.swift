@@ -13,6 +13,7 @@ enum CentralSchema {
         Migration(name: "c2-ingest", sql: c2Ingest),
         Migration(name: "c3-downlink", sql: c3Downlink),
         Migration(name: "c4-refusals", sql: c4Refusals),
+        Migration(name: "c5-desk", sql: c5Desk),
     ]
 
     /// Money in minor units, units in Wh or litres, times in Unix seconds: all bigint, never float.

@@ -20,7 +20,7 @@ struct AccountCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Open an account for a new customer.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Option(help: "The customer's name.") var name: String
         @Option(help: "Postal address.") var address: String?
         @Option(help: "Telephone.") var phone: String?
@@ -29,10 +29,11 @@ struct AccountCommand: ParsableCommand {
         @Flag(help: "Print the new account as one JSON object.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let detail = try StoreCLI.run {
-                try db.openAccount(name: self.name, address: self.address, phone: self.phone, number: self.number,
-                                   currency: StoreCurrency.named(self.currency), by: self.store.actor)
+            let (name, address, phone, number) = (self.name, self.address, self.phone, self.number)
+            let (currency, actor) = (StoreCurrency.named(self.currency), self.desk.actor)
+            let detail = try self.desk.run { db in
+                try await db.openAccount(name: name, address: address, phone: phone, number: number,
+                                         currency: currency, by: actor)
             }
             StoreCLI.emit(json: self.json, StoreCLI.accountJSON(detail)) { ["opened " + AccountCommand.human(detail)[0]] }
         }
@@ -40,12 +41,11 @@ struct AccountCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List every account.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Flag(help: "Print one JSON array.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let all = try StoreCLI.run { try db.accounts() }
+            let all = try self.desk.run { try await $0.accounts() }
             StoreCLI.emit(json: self.json, .array(all.map(StoreCLI.accountJSON))) {
                 ["id     number     state   balance          meter       name"] + all.map { d in
                     func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
@@ -59,14 +59,15 @@ struct AccountCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show an account, its meter and its movements.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "Account id, or #number.") var account: String
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let detail = try StoreCLI.run { try db.account(self.account) }
-            let movements = try StoreCLI.run { try db.movements(account: self.account) }
+            let account = self.account
+            let (detail, movements) = try self.desk.run { db in
+                (try await db.account(account), try await db.movements(account: account))
+            }
             let currency = detail.account.currency
             var object = StoreCLI.accountJSON(detail)
             if case .object(var members) = object {
@@ -90,14 +91,14 @@ struct AccountCommand: ParsableCommand {
     struct Close: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Close an account (no pending purchase; a balance only with --payout).")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "Account id, or #number.") var account: String
         @Flag(help: "Record paying the remaining balance back to the customer.") var payout = false
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let detail = try StoreCLI.run { try db.closeAccount(self.account, payout: self.payout, by: self.store.actor) }
+            let (account, payout, actor) = (self.account, self.payout, self.desk.actor)
+            let detail = try self.desk.run { try await $0.closeAccount(account, payout: payout, by: actor) }
             StoreCLI.emit(json: self.json, StoreCLI.accountJSON(detail)) { ["closed " + AccountCommand.human(detail)[0]] }
         }
     }

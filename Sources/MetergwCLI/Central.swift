@@ -106,7 +106,9 @@ extension CentralCommand {
                 remote purchase with the meter's next purchase sequence, delivers it over the bus and reports the \
                 meter's confirmation; the order is then "applied". Give --request-id so a repeated request returns \
                 the first order instead of selling twice. An order whose meter moved to another gateway, or whose \
-                account closed before delivery, becomes a conflict (metergw central conflicts), never lost.
+                account closed before delivery, becomes a conflict (metergw central conflicts), never lost. \
+                The units and money are taken as given; to price an account's sale with the centre's tariff, \
+                as a desk does, use metergw sell --url ... --remote.
                 """)
         @OptionGroup var central: CentralOptions
         @Option(help: "The meter's serial number.") var meter: UInt32

@@ -22,7 +22,7 @@ struct MeterCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a meter with its tariff.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "The meter's serial (1...4294967294).") var serial: UInt32
         @Option(help: "electricity, water or heat.") var kind: String = "electricity"
         @Option(help: "The tariff's name.") var tariff: String
@@ -40,11 +40,11 @@ struct MeterCommand: ParsableCommand {
 
         func run() throws {
             let kind = DeviceKind.allCases.first { $0.name == self.kind }!
-            let db = try self.store.open()
-            let meter = try StoreCLI.run {
-                try db.addMeter(serial: self.serial, kind: kind, tariff: self.tariff, bus: self.bus,
-                                address: self.address, keyRevision: self.keyRevision, lastApplied: self.lastApplied,
-                                by: self.store.actor)
+            let (serial, tariff, bus, address) = (self.serial, self.tariff, self.bus, self.address)
+            let (keyRevision, lastApplied, actor) = (self.keyRevision, self.lastApplied, self.desk.actor)
+            let meter = try self.desk.run { db in
+                try await db.addMeter(serial: serial, kind: kind, tariff: tariff, bus: bus, address: address,
+                                      keyRevision: keyRevision, lastApplied: lastApplied, by: actor)
             }
             StoreCLI.emit(json: self.json, StoreCLI.meterJSON(meter)) { ["added " + MeterCommand.human(meter)[0]] }
         }
@@ -52,12 +52,11 @@ struct MeterCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List every meter.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Flag(help: "Print one JSON array.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let all = try StoreCLI.run { try db.meters() }
+            let all = try self.desk.run { try await $0.meters() }
             StoreCLI.emit(json: self.json, .array(all.map(StoreCLI.meterJSON))) {
                 ["serial      kind         unit  account  last applied"] + all.map { m in
                     func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
@@ -70,14 +69,15 @@ struct MeterCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a meter and its pending credit.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "The meter's serial.") var serial: String
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let meter = try StoreCLI.run { try db.meter(self.serial) }
-            let pending = try StoreCLI.run { try db.pendingCreditBlock(meter: self.serial) }
+            let serial = self.serial
+            let (meter, pending) = try self.desk.run { db in
+                (try await db.meter(serial), try await db.pendingCreditBlock(meter: serial))
+            }
             var object = StoreCLI.meterJSON(meter)
             if case .object(var members) = object {
                 members.append(("pendingCredit", pending.map { p in
@@ -96,14 +96,14 @@ struct MeterCommand: ParsableCommand {
 
     struct Assign: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Assign a meter to an account (one each).")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "The meter's serial.") var serial: String
         @Option(help: "Account id, or #number.") var account: String
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let meter = try StoreCLI.run { try db.assignMeter(self.serial, to: self.account, by: self.store.actor) }
+            let (serial, account, actor) = (self.serial, self.account, self.desk.actor)
+            let meter = try self.desk.run { try await $0.assignMeter(serial, to: account, by: actor) }
             StoreCLI.emit(json: self.json, StoreCLI.meterJSON(meter)) {
                 ["meter \(meter.serial) assigned to account \(meter.accountId!)"]
             }

@@ -16,15 +16,15 @@ struct PaymentsCommand: ParsableCommand {
                 purpose topup (or empty) on an account with a meter: a queued purchase; otherwise a credit on the \
                 account's balance. Exit status 76 when any row was refused (the others are imported).
                 """)
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "The bank's CSV file.") var file: String
         @Flag(help: "Print one JSON array, one object per row.") var json = false
 
         func run() throws {
             let text = String(decoding: try InputFile.read(self.file), as: UTF8.self)
             let rows = try StoreCLI.run { try BankPaymentRow.parse(csv: text) }
-            let db = try self.store.open()
-            let results = db.importPayments(rows, by: self.store.actor)
+            let actor = self.desk.actor
+            let results = try self.desk.run { await $0.importPayments(rows, by: actor) }
             var refused = 0
             var items: [JSONValue] = []
             var lines: [String] = []

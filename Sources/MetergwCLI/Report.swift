@@ -64,14 +64,16 @@ struct ReportCommand: ParsableCommand {
 
     struct Sales: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Sales per day or month (per account).")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @OptionGroup var range: Range
         @Flag(help: "One row per account.") var perAccount = false
 
         func run() throws {
             let (from, to, by) = try self.range.days()
-            let db = try self.store.open()
-            let rows = try StoreCLI.run { try db.salesReport(fromDay: from, toDay: to, by: by, perAccount: self.perAccount) }
+            let perAccount = self.perAccount
+            let rows = try self.desk.run { db in
+                try await db.salesReport(fromDay: from, toDay: to, by: by, perAccount: perAccount)
+            }
             func money(_ m: Int64, _ c: String) -> JSONValue { .string(Amount.text(m, c).split(separator: " ")[0].description) }
             self.range.emit(["period", "account", "purchases", "paid", "value", "fixedCharges", "units", "currency"],
                             rows.map { r in
@@ -195,13 +197,12 @@ struct ReportCommand: ParsableCommand {
 
     struct Balances: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every account's balance now.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Flag(help: "Comma-separated values.") var csv = false
         @Flag(help: "One JSON array.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let all = try StoreCLI.run { try db.accounts() }
+            let all = try self.desk.run { try await $0.accounts() }
             let header = ["account", "number", "name", "state", "balance", "currency", "pendingPurchases"]
             let rows: [[String]] = all.map { d in
                 [String(d.account.id!), String(d.account.number), d.customer.name, d.account.state.rawValue,
@@ -219,15 +220,15 @@ struct ReportCommand: ParsableCommand {
 
     struct Statement: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "An account's monthly statement.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Option(help: "Account id, or #number.") var account: String
         @Option(help: "The month, YYYY-MM.") var month: String
         @Flag(help: "One JSON object.") var json = false
 
         func run() throws {
             guard let day = LocalTime.parseMonth(self.month) else { throw CLIError(.usage, "--month is YYYY-MM") }
-            let db = try self.store.open()
-            let s = try StoreCLI.run { try db.statement(account: self.account, monthStartDay: day) }
+            let account = self.account
+            let s = try self.desk.run { try await $0.statement(account: account, monthStartDay: day) }
             let c = s.currency
             StoreCLI.emit(json: self.json, .object([
                 ("account", .int(s.account)), ("month", .string(s.month)),
@@ -253,12 +254,12 @@ struct ReportCommand: ParsableCommand {
 
     struct Receipt: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Reprint a purchase's receipt.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "Purchase id.") var purchase: Int64
 
         func run() throws {
-            let db = try self.store.open()
-            let receipt = try StoreCLI.run { try db.receipt(purchase: self.purchase) }
+            let id = self.purchase
+            let receipt = try self.desk.run { try await $0.receipt(purchase: id) }
             Output.write(1, receipt.text)
         }
     }

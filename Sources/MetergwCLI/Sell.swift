@@ -20,7 +20,7 @@ struct Sell: ParsableCommand {
             --printer PORT also prints the receipt on a serial ESC/POS printer.
             """)
 
-    @OptionGroup var store: StoreOptions
+    @OptionGroup var desk: DeskOptions
     @Option(help: "Account id, or #number.") var account: String
     @Option(help: "Money brought, in major units (e.g. 100.00).") var amount: String
     @Flag(help: "Queue the credit for the gateway to send to the meter.") var remote = false
@@ -39,31 +39,41 @@ struct Sell: ParsableCommand {
     }
 
     func run() throws {
-        let db = try self.store.open()
-        let detail = try StoreCLI.run { try db.account(self.account) }
-        let money = try StoreCLI.run { try Amount.parse(self.amount, currency: StoreCurrency.named(detail.account.currency)) }
         let requestID = self.requestId ?? UUID().uuidString.lowercased()
         var card: CardSale.Written?
         let outcome: BillingDatabase.SaleOutcome
+        let receipt: Receipt
+        let purchase: Purchase
+        let balanceMinor: Int64
         if let writer {
-            let sale = try CardSale(db: db, actor: self.store.actor, keys: self.keys, writer: writer,
+            let db = try self.desk.sqlite(for: "a card sale (--writer)")
+            let detail = try StoreCLI.run { try db.account(self.account) }
+            let money = try StoreCLI.run {
+                try Amount.parse(self.amount, currency: StoreCurrency.named(detail.account.currency))
+            }
+            let sale = try CardSale(db: db, actor: self.desk.actor, keys: self.keys, writer: writer,
                                     line: self.writerLine, address: self.writerAddress)
             (outcome, card) = try sale.sell(account: self.account, meter: detail.meter, amount: money,
                                             requestID: requestID)
+            receipt = try StoreCLI.run { try db.receipt(purchase: outcome.purchase.id!) }
+            purchase = try StoreCLI.run { try db.purchase(outcome.purchase.id!) }
+            balanceMinor = try StoreCLI.run { try db.account(self.account) }.account.balanceMinor
         } else {
-            outcome = try StoreCLI.run {
-                try db.sell(account: self.account, amount: money, requestID: requestID, mode: .remote,
-                            by: self.store.actor)
+            let (account, amount, actor) = (self.account, self.amount, self.desk.actor)
+            (outcome, receipt, purchase, balanceMinor) = try self.desk.run { db in
+                let detail = try await db.account(account)
+                let money = try Amount.parse(amount, currency: StoreCurrency.named(detail.account.currency))
+                let outcome = try await db.sell(account: account, amount: money, requestID: requestID, mode: .remote,
+                                                by: actor)
+                return (outcome, try await db.receipt(purchase: outcome.purchase.id!),
+                        try await db.purchase(outcome.purchase.id!), try await db.account(account).account.balanceMinor)
             }
         }
-        let receipt = try StoreCLI.run { try db.receipt(purchase: outcome.purchase.id!) }
-        let purchase = try StoreCLI.run { try db.purchase(outcome.purchase.id!) }
         if self.json {
             var object = StoreCLI.purchaseJSON(purchase, repeated: outcome.repeated)
             if case .object(var members) = object {
                 members.append(("meter", .int(outcome.meter.serial)))
-                members.append(("accountBalance", StoreCLI.moneyJSON(
-                    try StoreCLI.run { try db.account(self.account) }.account.balanceMinor, outcome.account.currency)))
+                members.append(("accountBalance", StoreCLI.moneyJSON(balanceMinor, outcome.account.currency)))
                 if let card { members.append(("card", card.json)) }
                 object = .object(members)
             }
@@ -99,13 +109,13 @@ struct PurchaseCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List purchases (of one account).")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Option(help: "Only this account's.") var account: String?
         @Flag(help: "Print one JSON array.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let all = try StoreCLI.run { try db.purchases(account: self.account) }
+            let account = self.account
+            let all = try self.desk.run { try await $0.purchases(account: account) }
             StoreCLI.emit(json: self.json, .array(all.map { StoreCLI.purchaseJSON($0) })) {
                 ["id     account  sequence  state      paid             units"] + all.map { p in
                     func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
@@ -119,14 +129,15 @@ struct PurchaseCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a purchase as its receipt.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "Purchase id.") var id: Int64
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let p = try StoreCLI.run { try db.purchase(self.id) }
-            let receipt = try StoreCLI.run { try db.receipt(purchase: self.id) }
+            let id = self.id
+            let (p, receipt) = try self.desk.run { db in
+                (try await db.purchase(id), try await db.receipt(purchase: id))
+            }
             StoreCLI.emit(json: self.json, StoreCLI.purchaseJSON(p)) { [String(receipt.text.dropLast())] }
         }
     }
@@ -134,13 +145,13 @@ struct PurchaseCommand: ParsableCommand {
     struct Cancel: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Cancel a purchase whose credit has not left the desk (created or queued); refunds the balance.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "Purchase id.") var id: Int64
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let p = try StoreCLI.run { try db.cancel(purchase: self.id, by: self.store.actor) }
+            let (id, actor) = (self.id, self.desk.actor)
+            let p = try self.desk.run { try await $0.cancel(purchase: id, by: actor) }
             StoreCLI.emit(json: self.json, StoreCLI.purchaseJSON(p)) {
                 ["purchase \(p.id!) cancelled: \(StoreCLI.money(p.chargedMinor, p.currency)) back on the account"]
             }

@@ -70,15 +70,17 @@ enum StoreCLI {
         case .accountNotFound, .meterNotFound, .tariffNotFound, .purchaseNotFound, .cardNotFound:
             status = .notFound
         case .accountClosed, .accountHasBalance, .accountHasPendingPurchases, .accountHasNoMeter, .meterExists,
-             .meterAssigned, .meterHasPendingPurchases, .noTariffInForce, .unitKindMismatch, .cardForAnotherMeter,
+             .meterAssigned, .meterHasPendingPurchases, .noTariffInForce, .unitKindMismatch, .meterServedByGateway,
+             .cardForAnotherMeter,
              .invalidTransition, .requestConflict, .duplicatePayment:
             status = .refused
         case .forgedWriteBack, .notACardImage, .corrupt:
             status = .dataError
         case .databaseLocked: status = .busy
         case .diskFull, .io, .cannotOpen: status = .ioError
-        case .readOnly: status = .noPermission
-        case .constraint, .database: status = .failure
+        case .readOnly, .permissionDenied: status = .noPermission
+        case .unreachable: status = .noAnswer
+        case .constraint, .database, .schema: status = .failure
         }
         return CLIError(status, error.explanation)
     }

@@ -56,7 +56,7 @@ struct TariffCommand: ParsableCommand {
                 A flat tariff: --price 0.5283. Tiers: --tier 180000:0.5283 --tier 350000:0.5783 --tier 0.8283 \
                 (bounds in Wh or L consumed in the period; the last tier has none).
                 """)
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Option(help: "The tariff's name.") var name: String
         @Option(help: "Wh (electricity, heat) or L (water).") var unit = "Wh"
         @Option(help: "ISO 4217 currency.") var currency = "CNY"
@@ -109,9 +109,9 @@ struct TariffCommand: ParsableCommand {
                 guard let day = LocalTime.parseDate(text) else { throw CLIError(.usage, "--valid-from is YYYY-MM-DD") }
                 validFrom = day * 86400 - Int64(self.utcOffset)
             }
-            let db = try self.store.open()
-            let detail = try StoreCLI.run {
-                try db.addTariff(tariff, validFrom: validFrom, utcOffsetSeconds: self.utcOffset, by: self.store.actor)
+            let (start, offset, actor) = (validFrom, self.utcOffset, self.desk.actor)
+            let detail = try self.desk.run { db in
+                try await db.addTariff(tariff, validFrom: start, utcOffsetSeconds: offset, by: actor)
             }
             StoreCLI.emit(json: self.json, TariffCommand.json(detail)) { TariffCommand.human(detail) }
         }
@@ -119,25 +119,24 @@ struct TariffCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tariffs with their versions.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Flag(help: "Print one JSON array.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let all = try StoreCLI.run { try db.tariffs() }
+            let all = try self.desk.run { try await $0.tariffs() }
             StoreCLI.emit(json: self.json, .array(all.map(TariffCommand.json))) { all.flatMap(TariffCommand.human) }
         }
     }
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a tariff's versions and prices.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @Argument(help: "The tariff's name.") var name: String
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let db = try self.store.open()
-            let detail = try StoreCLI.run { try db.tariff(self.name) }
+            let name = self.name
+            let detail = try self.desk.run { try await $0.tariff(name) }
             StoreCLI.emit(json: self.json, TariffCommand.json(detail)) { TariffCommand.human(detail) }
         }
     }

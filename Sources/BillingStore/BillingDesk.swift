@@ -1,0 +1,68 @@
+import MeterProtocol
+import Prepaid
+
+/// The billing desk's operations above any store (docs/STORE.md "One desk, two stores"): a single-site
+/// installation runs them on its SQLite file (`BillingDatabase`), a billing centre on its PostgreSQL store
+/// (`CentralDatabase`, `--url`). The commands are written once against this protocol; the rules of a sale are
+/// written once in `SaleRules`, so the two stores cannot disagree on a price, a sequence or a balance.
+///
+/// Every operation is one transaction; a refusal changes nothing. Errors are `StoreError`s in both stores (the
+/// central store adds `unreachable`, `permissionDenied` and `schema`).
+public protocol BillingDesk: Sendable {
+    // MARK: Accounts
+    func openAccount(
+        name: String, address: String?, phone: String?, number: Int64?, currency: Currency, by actor: Actor
+    ) async throws(StoreError) -> BillingDatabase.AccountDetail
+    func closeAccount(_ reference: String, payout: Bool, by actor: Actor) async throws(StoreError)
+        -> BillingDatabase.AccountDetail
+    func accounts() async throws(StoreError) -> [BillingDatabase.AccountDetail]
+    /// An account by id ("12") or number ("#10000012", or a number that is no id).
+    func account(_ reference: String) async throws(StoreError) -> BillingDatabase.AccountDetail
+    /// The account's movements, oldest first.
+    func movements(account reference: String) async throws(StoreError) -> [Movement]
+
+    // MARK: Meters
+    func addMeter(
+        serial: UInt32, kind: DeviceKind, tariff: String, bus: String?, address: UInt8?, keyRevision: UInt8,
+        lastApplied: UInt32, by actor: Actor
+    ) async throws(StoreError) -> Meter
+    func assignMeter(_ meterReference: String, to accountReference: String, by actor: Actor) async throws(StoreError)
+        -> Meter
+    func meters() async throws(StoreError) -> [Meter]
+    /// A meter by serial (or "id:N").
+    func meter(_ reference: String) async throws(StoreError) -> Meter
+    /// The credit that has not reached the meter yet, as one block (nil when nothing is pending).
+    func pendingCreditBlock(meter reference: String) async throws(StoreError) -> BillingDatabase.PendingCredit?
+
+    // MARK: Tariffs
+    func addTariff(_ tariff: Tariff, validFrom: Int64, utcOffsetSeconds: Int32, by actor: Actor)
+        async throws(StoreError) -> BillingDatabase.TariffDetail
+    func tariffs() async throws(StoreError) -> [BillingDatabase.TariffDetail]
+    func tariff(_ reference: String) async throws(StoreError) -> BillingDatabase.TariffDetail
+
+    // MARK: Sales and purchases
+    /// Sells `amount` (plus the account's balance) as units for the account's meter; a repeated `requestID`
+    /// returns the first purchase, one with other terms is `requestConflict`.
+    func sell(account reference: String, amount: Money, requestID: String, mode: Purchase.Mode, by actor: Actor)
+        async throws(StoreError) -> BillingDatabase.SaleOutcome
+    /// Cancels a purchase whose credit has not left the desk and refunds what it charged.
+    func cancel(purchase id: Int64, by actor: Actor) async throws(StoreError) -> Purchase
+    func purchase(_ id: Int64) async throws(StoreError) -> Purchase
+    /// Purchases of one account, or all, oldest first.
+    func purchases(account: String?) async throws(StoreError) -> [Purchase]
+    /// The receipt of a purchase (a reprint shows its state now).
+    func receipt(purchase id: Int64) async throws(StoreError) -> Receipt
+
+    // MARK: Payments and reports
+    /// Imports bank payments, each in its own transaction (one bad row does not block the others): a queued
+    /// purchase for `topup` to an account with a meter, else a credit; a reference imported before is refused.
+    func importPayments(_ rows: [BankPaymentRow], by actor: Actor) async -> [BillingDatabase.PaymentResult]
+    /// An account's monthly statement (`monthStartDay`: the month's first local day).
+    func statement(account reference: String, monthStartDay: Int64) async throws(StoreError)
+        -> BillingDatabase.Statement
+    /// Sales (not cancelled) in local days `fromDay...toDay`, per day or month, per account if asked.
+    func salesReport(fromDay: Int64, toDay: Int64, by granularity: BillingDatabase.Granularity, perAccount: Bool)
+        async throws(StoreError) -> [BillingDatabase.SalesRow]
+}
+
+extension BillingDatabase: BillingDesk {}

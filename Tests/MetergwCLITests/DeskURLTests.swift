@@ -1,0 +1,127 @@
+import Foundation
+import MetergwTestSupport
+import Testing
+
+/// The desk commands on the central store (`--url`) as a separate process: the same commands print the same
+/// words and exit with the same statuses on a fresh SQLite file (`--db`) and on a fresh central database
+/// (docs/STORE.md "One desk, two stores").
+@Suite(.enabled(if: PostgresCluster.shouldRun, "\(PostgresCluster.unavailableReason ?? "")"))
+struct DeskURLTests {
+    let cluster: PostgresCluster
+    let url: String
+    let db: String
+
+    init() throws {
+        self.cluster = try PostgresCluster.shared()
+        self.url = self.cluster.url(database: try self.cluster.createDatabase(prefix: "deskcli"))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("metergw-desk-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        self.db = dir.appendingPathComponent("billing.sqlite").path
+    }
+
+    /// The desk's day: tariff, account, meter, sales (one repeated, one refused), receipt, cancel, lists.
+    static let commands: [[String]] = [
+        ["tariff", "add", "--name", "household", "--tier", "180000:0.5283", "--tier", "350000:0.5783",
+         "--tier", "0.8283", "--valid-from", "2026-01-01"],
+        ["tariff", "add", "--name", "water", "--unit", "L", "--price", "3", "--fixed", "5.00",
+         "--valid-from", "2026-01-01", "--json"],
+        ["account", "add", "--name", "Li Wei", "--phone", "010-5555"],
+        ["account", "add", "--name", "Wang Fang", "--number", "20000001", "--json"],
+        ["meter", "add", "20251125", "--tariff", "household"],
+        ["meter", "add", "30000001", "--kind", "water", "--tariff", "water", "--last-applied", "4", "--json"],
+        ["meter", "assign", "20251125", "--account", "1"],
+        ["meter", "assign", "30000001", "--account", "#20000001", "--json"],
+        ["sell", "--account", "1", "--amount", "100.00", "--remote", "--request-id", "desk-1"],
+        ["sell", "--account", "1", "--amount", "100.00", "--remote", "--request-id", "desk-1"],
+        ["sell", "--account", "1", "--amount", "50.00", "--remote", "--request-id", "desk-1"],
+        ["sell", "--account", "#20000001", "--amount", "20.00", "--remote", "--request-id", "desk-2", "--json"],
+        ["sell", "--account", "2", "--amount", "20.001", "--remote"],
+        ["report", "receipt", "1"],
+        ["purchase", "show", "2"],
+        ["purchase", "cancel", "1"],
+        ["purchase", "cancel", "1", "--json"],
+        ["purchase", "list"],
+        ["purchase", "list", "--account", "1", "--json"],
+        ["account", "show", "1"],
+        ["account", "show", "#20000001", "--json"],
+        ["account", "list"],
+        ["account", "close", "2"],
+        ["meter", "show", "30000001"],
+        ["meter", "list", "--json"],
+        ["tariff", "list"],
+        ["tariff", "show", "water", "--json"],
+        ["report", "balances", "--csv"],
+        ["account", "show", "7"],
+        ["meter", "assign", "20251125", "--account", "2"],
+        ["payments", "import", DeskURLTests.bankFile],
+        ["report", "statement", "--account", "1", "--month", "2026-11"],
+        ["report", "statement", "--account", "#20000001", "--month", "2026-11", "--json"],
+        ["report", "sales", "--from", "2026-11-01", "--to", "2026-11-30", "--per-account"],
+        ["report", "sales", "--from", "2026-10-01", "--to", "2026-11-30", "--by", "month", "--json"],
+    ]
+
+    /// A bank's file: a top-up, a credit, a reference seen before (the import exits 76, the others stand).
+    static let bankFile: String = {
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("metergw-bank-\(UUID().uuidString).csv")
+        try! """
+            date,reference,account,amount,currency,purpose
+            2026-11-25,B-1,1,50.00,CNY,topup
+            2026-11-25,B-2,#20000001,10.00,CNY,savings
+            2026-11-25,B-1,1,50.00,CNY,topup
+            """.write(to: path, atomically: true, encoding: .utf8)
+        return path.path
+    }()
+
+    func run(_ arguments: [String], store: [String]) throws -> CLI.Result {
+        try CLI.run(arguments + store, environment: ["METERGW_NOW": "1795595400", "USER": "clerk"])
+    }
+
+    @Test func theDeskCommandsSayTheSameOnBothStores() throws {
+        let migrated = try CLI.run(["central", "migrate", "--url", self.url])
+        #expect(migrated.status == 0, "\(migrated.stderr)")
+        var statuses: [Int32] = []
+        for arguments in Self.commands {
+            let local = try self.run(arguments, store: ["--db", self.db])
+            let central = try self.run(arguments, store: ["--url", self.url])
+            #expect(local.status == central.status, "\(arguments): \(local.stderr) | \(central.stderr)")
+            #expect(local.stdout == central.stdout, "\(arguments)")
+            #expect(local.stderr == central.stderr, "\(arguments)")
+            statuses.append(local.status)
+        }
+        // The day went as a desk's day goes: the sales sold, the refusals refused with their own statuses.
+        #expect(statuses.filter { $0 == 0 }.count == Self.commands.count - 6, "\(statuses)")
+        #expect(statuses[10] == 76 && statuses[12] == 64 && statuses[22] == 76 && statuses[28] == 66)
+        #expect(statuses[30] == 76)
+        let receipt = try self.run(["report", "receipt", "1"], store: ["--url", self.url])
+        #expect(receipt.stdout.contains("units       188483 Wh (188.483 kWh)"), "\(receipt.stdout)")
+        let repeated = try self.run(Self.commands[9], store: ["--url", self.url])
+        #expect(repeated.stdout.hasPrefix("request desk-1 was sold before: this is purchase 1, nothing new"))
+    }
+
+    @Test func theCentralURLComesFromTheEnvironmentAndFailuresSayWhatToDo() throws {
+        #expect(try CLI.run(["central", "migrate", "--url", self.url]).status == 0)
+        let added = try CLI.run(["account", "add", "--name", "Li Wei"],
+                                environment: ["METERGW_CENTRAL_URL": self.url, "METERGW_DB": ""])
+        #expect(added.status == 0 && added.stdout == "opened account 1 (number 10000001): Li Wei\n", "\(added.stderr)")
+        // METERGW_DB names the SQLite store and wins over the central URL from the environment.
+        let local = try CLI.run(["account", "list", "--json"],
+                                environment: ["METERGW_CENTRAL_URL": self.url, "METERGW_DB": self.db])
+        #expect(local.status == 0 && local.stdout == "[]\n", "\(local.stderr)")
+
+        let both = try CLI.run(["account", "list", "--db", self.db, "--url", self.url])
+        #expect(both.status == 64 && both.stderr.contains("not both"), "\(both.stderr)")
+        let unreachable = try CLI.run(["account", "list", "--url", "postgres://desk:secret@127.0.0.1:1/billing"])
+        #expect(unreachable.status == 69 && unreachable.stderr.contains("cannot reach the central store"),
+                "\(unreachable.stderr)")
+        #expect(!unreachable.stderr.contains("secret"))
+        let card = try CLI.run(["sell", "--account", "1", "--amount", "10", "--writer", "/dev/null", "--url", self.url])
+        #expect(card.status == 64 && card.stderr.contains("SQLite store (--db) only"), "\(card.stderr)")
+    }
+
+    @Test func anUnmigratedCentralStoreIsRefusedWithWhatToRun() throws {
+        let fresh = self.cluster.url(database: try self.cluster.createDatabase(prefix: "deskcli"))
+        let r = try CLI.run(["account", "list", "--url", fresh])
+        #expect(r.status != 0 && r.stderr.contains("metergw central migrate"), "\(r.stderr)")
+    }
+}
