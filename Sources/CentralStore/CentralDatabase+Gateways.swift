@@ -1,3 +1,5 @@
+import BillingStore
+import MeterProtocol
 import PostgresNIO
 
 /// A gateway known to the centre.
@@ -82,19 +84,47 @@ extension CentralDatabase {
 
     /// Places a meter under a gateway (or none), as the centre; readings for it are then accepted from that
     /// gateway only. The meter must exist centrally (created by the desk).
-    public func assign(meterSerial: UInt32, toGateway name: String?) async throws(CentralError) {
+    public func assign(meterSerials: [UInt32], toGateway name: String?, by actor: Actor) async throws(CentralError)
+        -> [MeterAssignment]
+    {
         try await self.transaction { connection in
-            let updated = try await Self.scalar(connection.query("""
-                WITH g AS (SELECT id FROM gateway WHERE name = \(name))
-                UPDATE meter SET gateway_id = (SELECT id FROM g) WHERE serial = \(Int64(meterSerial))
-                    AND (\(name)::text IS NULL OR EXISTS (SELECT 1 FROM g))
-                RETURNING id
-                """, logger: self.logger), as: Int64.self)
-            guard updated != nil else {
-                throw CentralError.constraint("no meter with serial \(meterSerial), or no gateway \(name ?? "-")")
+            var gatewayID: Int64?
+            if let name {
+                gatewayID = try await Self.scalar(connection.query("SELECT id FROM gateway WHERE name = \(name)",
+                                                                   logger: self.logger), as: Int64.self)
+                guard gatewayID != nil else {
+                    throw CentralError.constraint("no gateway \(name): see metergw central gateway list")
+                }
             }
+            var out: [MeterAssignment] = []
+            for serial in meterSerials {
+                var found: (id: Int64, previous: String?)?
+                for try await (id, previous) in try await connection.query("""
+                    SELECT m.id, g.name FROM meter m LEFT JOIN gateway g ON g.id = m.gateway_id
+                    WHERE m.serial = \(Int64(serial)) FOR UPDATE OF m
+                    """, logger: self.logger).decode((Int64, String?).self) { found = (id, previous) }
+                guard let found else {
+                    throw CentralError.constraint(
+                        "no meter with serial \(serial): add it first (metergw meter add --url ...)")
+                }
+                try await connection.execute("UPDATE meter SET gateway_id = \(gatewayID) WHERE id = \(found.id)",
+                                             logger: self.logger)
+                try await self.audit(connection, actor, "meter.gateway", "meter", found.id,
+                                     [("serial", .int(Int64(serial))),
+                                      ("from", found.previous.map { .string($0) } ?? .null),
+                                      ("to", name.map { .string($0) } ?? .null)])
+                out.append(MeterAssignment(meterSerial: serial, previous: found.previous, gateway: name))
+            }
+            return out
         }
     }
+}
+
+/// Which gateway serves a meter now, and which served it before (nil: none).
+public struct MeterAssignment: Sendable, Equatable, Codable {
+    public var meterSerial: UInt32
+    public var previous: String?
+    public var gateway: String?
 }
 
 extension CentralDatabase {

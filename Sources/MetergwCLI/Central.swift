@@ -34,8 +34,9 @@ struct CentralCommand: ParsableCommand {
 
     struct GatewayCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "gateway", abstract: "Register gateways and their logins; list their sync positions.",
-            subcommands: [Add.self, List.self])
+            commandName: "gateway",
+            abstract: "Register gateways and their logins, say which meters each serves; list their sync positions.",
+            subcommands: [Add.self, List.self, Assign.self])
 
         struct Add: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -89,6 +90,54 @@ struct CentralCommand: ParsableCommand {
                         "\($0.name)  login \($0.login)  acknowledged up to \($0.ackedSequence)"
                             + ($0.lastError.map { "  last error: \($0)" } ?? "")
                     }
+                }
+            }
+        }
+    }
+}
+
+extension CentralCommand.GatewayCommand {
+    /// `metergw central gateway assign`: which gateway serves a meter, so that its readings are accepted from that
+    /// gateway only and credit sold at the centre goes there.
+    struct Assign: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Say which gateway serves the given meters (or --none), in one transaction; audited.",
+            discussion: """
+                A gateway's readings of a meter it does not serve become conflicts, and credit sold at the centre \
+                for a meter goes to the gateway that serves it at the sale. Orders still open for a meter's old \
+                gateway become conflicts when that gateway asks for them (metergw central conflicts).
+                """)
+        @OptionGroup var central: CentralOptions
+        @Argument(help: "Meter serial numbers.") var meters: [UInt32]
+        @Option(help: "The gateway that serves them now.") var gateway: String?
+        @Flag(help: "No gateway serves them any more.") var none = false
+        @Option(name: .customLong("operator"), help: "Who is acting, for the audit log (default: $USER).")
+        var operatorName: String?
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func validate() throws {
+            guard (self.gateway != nil) != self.none else {
+                throw ValidationError("give --gateway NAME or --none")
+            }
+            guard !self.meters.isEmpty else { throw ValidationError("name at least one meter serial") }
+        }
+
+        func run() throws {
+            let url = try self.central.url()
+            let env = ProcessInfo.processInfo.environment
+            let actor = Actor(self.operatorName ?? env["USER"] ?? env["LOGNAME"] ?? "unknown", now: StoreCLI.now)
+            let (meters, gateway) = (self.meters, self.gateway)
+            let changes = try CentralCLI.run(url) { db in
+                try await db.assign(meterSerials: meters, toGateway: gateway, by: actor)
+            }
+            StoreCLI.emit(json: self.json, .object([("meters", .array(changes.map { c in
+                .object([("serial", .int(Int64(c.meterSerial))),
+                         ("previous", c.previous.map { .string($0) } ?? .null),
+                         ("gateway", c.gateway.map { .string($0) } ?? .null)])
+            }))])) {
+                changes.map { c in
+                    "meter \(c.meterSerial): " + (c.gateway.map { "served by \($0)" } ?? "served by no gateway")
+                        + (c.previous == c.gateway ? " (unchanged)" : " (was \(c.previous ?? "none"))")
                 }
             }
         }

@@ -1,3 +1,4 @@
+import BillingStore
 import CentralStore
 import Dispatch
 import Foundation
@@ -61,7 +62,7 @@ enum CentralBenchmark {
             try await db.migrate()
             try await db.benchmarkFixture(meterSerials: serials)
             _ = try await db.addGateway(name: "bench", password: "bench-password-1", now: 0)
-            for serial in serials { try await db.assign(meterSerial: serial, toGateway: "bench") }
+            try await db.assign(meterSerials: serials, toGateway: "bench", by: Actor("bench", now: 0))
         }
         let gateway = CentralURL(host: "127.0.0.1", port: cluster.port,
                                  username: CentralDatabase.login(ofGateway: "bench"), password: "bench-password-1",

@@ -1,3 +1,4 @@
+import BillingStore
 import Foundation
 import MetergwTestSupport
 import PostgresNIO
@@ -118,9 +119,9 @@ struct CentralDatabaseTests {
             let south = self.uniqueName("south")
             _ = try await admin.addGateway(name: north, password: "password-of-\(north)", now: 100)
             _ = try await admin.addGateway(name: south, password: "password-of-\(south)", now: 100)
-            try await admin.assign(meterSerial: 1001, toGateway: north)
-            try await admin.assign(meterSerial: 1002, toGateway: north)
-            try await admin.assign(meterSerial: 2001, toGateway: south)
+            try await admin.assign(meterSerials: [1001], toGateway: north, by: Actor("test", now: 0))
+            try await admin.assign(meterSerials: [1002], toGateway: north, by: Actor("test", now: 0))
+            try await admin.assign(meterSerials: [2001], toGateway: south, by: Actor("test", now: 0))
 
             try await CentralDatabase.with(self.gatewayURL(north)) { gw in
                 let batch = SyncBatch(fromSequence: 1, toSequence: 3, readings: [
@@ -173,8 +174,8 @@ struct CentralDatabaseTests {
             let west = self.uniqueName("west")
             _ = try await admin.addGateway(name: east, password: "password-of-\(east)", now: 0)
             _ = try await admin.addGateway(name: west, password: "password-of-\(west)", now: 0)
-            try await admin.assign(meterSerial: 3001, toGateway: east)
-            try await admin.assign(meterSerial: 4001, toGateway: west)
+            try await admin.assign(meterSerials: [3001], toGateway: east, by: Actor("test", now: 0))
+            try await admin.assign(meterSerials: [4001], toGateway: west, by: Actor("test", now: 0))
             try await CentralDatabase.with(self.gatewayURL(west)) { westGateway in
                 _ = try await westGateway.ingest(SyncBatch(fromSequence: 1, toSequence: 1, readings: [
                     .init(meterSerial: 4001, time: 10, registerUnits: 10, creditUnits: 10),

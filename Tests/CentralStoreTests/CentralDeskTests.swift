@@ -152,7 +152,7 @@ struct CentralRemoteSaleTests {
                                       keyRevision: 1, lastApplied: 0, by: Self.desk)
             _ = try await db.assignMeter("20251125", to: "1", by: Self.desk)
             _ = try await db.addGateway(name: north, password: "password-of-\(north)", now: 0)
-            try await db.assign(meterSerial: 20_251_125, toGateway: north)
+            try await db.assign(meterSerials: [20_251_125], toGateway: north, by: Actor("test", now: 0))
         }
         let (sold, again, card, orders) = try await CentralDatabase.with(self.url) { db in
             let sold = try await db.sell(account: "1", amount: Money(minor: 10_000, .cny), requestID: "centre-1",

@@ -47,7 +47,7 @@ struct DownlinkTests {
             for (gateway, serials) in gateways {
                 _ = try await db.addGateway(name: gateway, password: "password-of-\(gateway)", now: 0)
                 for serial in serials {
-                    try await db.assign(meterSerial: serial, toGateway: gateway)
+                    try await db.assign(meterSerials: [serial], toGateway: gateway, by: Actor("test", now: 0))
                     guard withAccounts else { continue }
                     try await db.connection.execute("""
                         WITH c AS (INSERT INTO customer (name, created_at) VALUES ('customer', 0) RETURNING id),
@@ -143,7 +143,7 @@ struct DownlinkTests {
         _ = try await self.sell(6_003, units: 100, request: "absent")
         _ = try await self.sell(6_004, units: 100, request: "closed-later")
         try await CentralDatabase.with(self.admin) { db in
-            try await db.assign(meterSerial: 6_001, toGateway: south)
+            try await db.assign(meterSerials: [6_001], toGateway: south, by: Actor("test", now: 0))
             try await db.connection.execute("""
                 UPDATE account SET state = 'closed', closed_at = 150 WHERE number = 6002
                 """, logger: db.logger)

@@ -51,7 +51,7 @@ struct OutboxSyncTests {
             try await db.migrate()
             try await db.benchmarkFixture(meterSerials: Self.serials)
             _ = try await db.addGateway(name: "substation-7", password: "substation-7-password", now: 0)
-            for serial in Self.serials { try await db.assign(meterSerial: serial, toGateway: "substation-7") }
+            try await db.assign(meterSerials: Self.serials, toGateway: "substation-7", by: Actor("test", now: 0))
         }
         var gatewayURL = admin
         gatewayURL.username = CentralDatabase.login(ofGateway: "substation-7")

@@ -26,7 +26,7 @@ extension OutboxSyncTests {
             try await db.migrate()
             try await db.benchmarkFixture(meterSerials: Self.serials)
             _ = try await db.addGateway(name: "substation-9", password: "substation-9-password", now: 0)
-            for serial in Self.serials { try await db.assign(meterSerial: serial, toGateway: "substation-9") }
+            try await db.assign(meterSerials: Self.serials, toGateway: "substation-9", by: Actor("test", now: 0))
         }
         var url = admin
         url.username = CentralDatabase.login(ofGateway: "substation-9")

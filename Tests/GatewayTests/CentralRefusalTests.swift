@@ -36,7 +36,7 @@ struct CentralRefusalTests {
             try await db.migrate()
             try await db.benchmarkFixture(meterSerials: [goodSerial, wrongSerial])
             _ = try await db.addGateway(name: name, password: password, now: 0)
-            for serial in [goodSerial, wrongSerial] { try await db.assign(meterSerial: serial, toGateway: name) }
+            try await db.assign(meterSerials: [goodSerial, wrongSerial], toGateway: name, by: Actor("test", now: 0))
         }
         let config = try site.writeConfiguration()
         let passwordFile = site.file("central.password")

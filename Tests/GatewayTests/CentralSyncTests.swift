@@ -30,7 +30,7 @@ struct CentralSyncTests {
             try await db.migrate()
             try await db.benchmarkFixture(meterSerials: serials)
             _ = try await db.addGateway(name: name, password: password, now: 0)
-            for serial in serials { try await db.assign(meterSerial: serial, toGateway: name) }
+            try await db.assign(meterSerials: serials, toGateway: name, by: Actor("test", now: 0))
         }
         let login = CentralDatabase.login(ofGateway: name)
         let config = try site.writeConfiguration()

@@ -42,7 +42,7 @@ struct TwoGatewaySyncTests {
             try await db.benchmarkFixture(meterSerials: stations.flatMap(\.serials))
             for s in stations {
                 _ = try await db.addGateway(name: s.name, password: s.password, now: 0)
-                for serial in s.serials { try await db.assign(meterSerial: serial, toGateway: s.name) }
+                try await db.assign(meterSerials: s.serials, toGateway: s.name, by: Actor("test", now: 0))
             }
         }
         var gateways: [GatewayProcess] = []

@@ -65,23 +65,30 @@ struct CentralCommandTests {
         let added = try CLI.run(["central", "gateway", "add", name, "--url", self.url],
                                 environment: ["METERGW_GATEWAY_PASSWORD": password])
         #expect(added.status == 0, "\(added.stderr)")
-        let admin = URL(string: self.url)!
-        // The centre knows the meter and places it under this gateway (the desk's part, by SQL here).
-        let psql = ["-h", "127.0.0.1", "-p", "\(admin.port!)", "-U", admin.user!, "-d", admin.lastPathComponent,
-                    "-v", "ON_ERROR_STOP=1", "-c", """
-                    INSERT INTO tariff (name, currency, unit_kind, created_at) VALUES ('flat', 'CNY', 1, 0)
-                        ON CONFLICT DO NOTHING;
-                    INSERT INTO meter (serial, kind, unit_kind, tariff_id, created_at, gateway_id)
-                        SELECT 20251125, 'electricity', 1, (SELECT id FROM tariff WHERE name = 'flat'), 0,
-                               (SELECT id FROM gateway WHERE name = '\(name)');
-                    """]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
-        process.arguments = psql
-        process.environment = ["PGPASSWORD": self.cluster.adminPassword]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        // The centre's desk adds the tariff and the meter, and places the meter under this gateway.
+        for args in [["tariff", "add", "--name", "flat", "--price", "0.5283", "--valid-from", "2026-01-01"],
+                     ["meter", "add", "20251125", "--tariff", "flat"]] {
+            let r = try CLI.run(args + ["--url", self.url])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let usage = try CLI.run(["central", "gateway", "assign", "20251125", "--url", self.url])
+        #expect(usage.status == 64 && usage.stderr.contains("give --gateway NAME or --none"), "\(usage.stderr)")
+        let nobody = try CLI.run(["central", "gateway", "assign", "20251125", "--gateway", "no-such-gateway",
+                                  "--url", self.url])
+        #expect(nobody.status == 76 && nobody.stderr.contains("no gateway no-such-gateway"), "\(nobody.stderr)")
+        let noMeter = try CLI.run(["central", "gateway", "assign", "20251125", "424242", "--gateway", name,
+                                   "--url", self.url])
+        #expect(noMeter.status == 76 && noMeter.stderr.contains("no meter with serial 424242"), "\(noMeter.stderr)")
+        let assigned = try CLI.run(["central", "gateway", "assign", "20251125", "--gateway", name,
+                                    "--operator", "ops", "--url", self.url, "--json"])
+        #expect(assigned.status == 0, "\(assigned.stderr)")
+        let change = try #require((try self.json(assigned.stdout)["meters"] as? [[String: Any]])?.first)
+        // All or nothing: the refused command before did not place 20251125 either.
+        #expect(change["serial"] as? Int == 20_251_125 && change["gateway"] as? String == name)
+        #expect(change["previous"] is NSNull, "\(change)")
+        let unchanged = try CLI.run(["central", "gateway", "assign", "20251125", "--gateway", name,
+                                     "--url", self.url])
+        #expect(unchanged.stdout == "meter 20251125: served by \(name) (unchanged)\n", "\(unchanged.stdout)")
 
         // The gateway's store: the same meter, and readings as the poller stores them.
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name).sqlite").path
