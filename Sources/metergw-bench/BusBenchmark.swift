@@ -144,8 +144,8 @@ enum BusBenchmark {
             \(Int(best)) µs; mean \(Int(executor)) µs on the session thread + \(Int(caller)) µs on the calling \
             thread) (target < 200 µs: \(median < 200 ? "ok" : "ABOVE TARGET")); cross-check, process CPU minus \
             the emulator thread: \(Int(rest)) µs
-              calling thread per transaction: \(String(format: "%.2f", sleeps)) sleeps (each ends in a wake-up), \
-            \(String(format: "%.2f", preemptions)) preemptions
+              calling thread per transaction: \(String(format: "%.2f", sleeps)) voluntary context switches \
+            (sleeps), \(String(format: "%.2f", preemptions)) involuntary (preempted)
             """
         let json = "{\"benchmark\":\"bus-poll\",\"line\":\"\(line)\",\"meters\":\(bench.meters.count),"
             + "\"transactions\":\(transactions),\"seconds\":\(String(format: "%.3f", seconds)),"
@@ -167,7 +167,7 @@ enum BusBenchmark {
         var caller: Int64
         var emulator: Int64
         var process: Int64
-        /// The calling thread's sleeps (voluntary switches: each is a wake-up later) and preemptions.
+        /// The calling thread's voluntary context switches (it slept) and involuntary ones (it was preempted).
         var callerVoluntarySwitches: Int
         var callerInvoluntarySwitches: Int
 
