@@ -170,12 +170,23 @@ public struct DLT645Decoder: Sendable {
     public var bufferedByteCount: Int { self.buffer.count - self.start }
 
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        self.compactIfUseful()
+        self.buffer.append(contentsOf: bytes)
+    }
+
+    /// The same for an array, the bus master's case: callers in other modules reach this one without generic
+    /// dispatch.
+    public mutating func append(_ bytes: [UInt8]) {
+        self.compactIfUseful()
+        self.buffer.append(contentsOf: bytes)
+    }
+
+    private mutating func compactIfUseful() {
         if self.start > 4096 || (self.start > 0 && self.start >= self.buffer.count - self.start) {
             self.buffer.removeSubrange(0..<self.start)
             self.bufferOffset += self.start
             self.start = 0
         }
-        self.buffer.append(contentsOf: bytes)
     }
 
     public mutating func finish() { self.finishing = true }

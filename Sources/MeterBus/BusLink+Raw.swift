@@ -16,16 +16,16 @@ extension BusLink {
     ) throws(BusError) -> RawAnswer {
         let key = CalibrationKey(target: target, slow: request.slow)
         let learned = self.learned(key)
-        let firstByteTimeout = timeout ?? self.firstByteTimeout(for: key, learned)
+        let firstByteTimeout = timeout ?? learned.firstByteTimeout
         let tries = 1 + max(0, retries ?? self.options.retries)
         var evidence = Evidence(target: target, command: 0, sequence: 0, line: self.line,
-                                requestBytes: request.bytes, label: request.label)
+                                requestBytes: request.bytes, requestLabel: request.requestLabel)
         var tally = TransactionTally()
         var sends: [ContinuousClock.Instant] = []
         var firstStart: ContinuousClock.Instant?
-        let slack = self.adapterAllowance
+        let slack = learned.adapterAllowance
         var receiver = RawReceiver(framing: request.framing, silence: self.modbusSilence + slack,
-                                   characterGap: self.characters(1) * 3 / 2 + slack, epoch: self.epoch)
+                                   characterGap: self.modbusCharacterGap + slack, epoch: self.epoch)
         let echoDetected = self.shared.statistics.withLock { $0.echoDetected }
         let stripEcho = self.options.echo == .auto && (!request.answerMayRepeatRequest || echoDetected)
 
@@ -139,8 +139,8 @@ extension BusLink {
     }
 
     /// t3.5 at this line's speed (1.75 ms above 19200 baud): the silence that ends a Modbus RTU frame.
-    var modbusSilence: Duration {
-        self.line.baudRate > 19_200 ? .microseconds(1_750) : self.characters(7) / 2
+    static func modbusSilence(baudRate: Int, characterNanos: Int64) -> Duration {
+        baudRate > 19_200 ? .microseconds(1_750) : .nanoseconds(characterNanos * 7 / 2)
     }
 
     /// Reads until the answer (or a busy answer) is complete, or until `firstByteTimeout` after `drained` passed

@@ -9,8 +9,9 @@ protocol ReceiveFramer {
     associatedtype Received
     /// Bytes asked for per read.
     var maxRead: Int { get }
-    /// Whether a frame ends by line silence (Modbus RTU t3.5) rather than by its own structure.
-    var endsBySilence: Bool { get }
+    /// The line silence that ends a frame (Modbus RTU t3.5 plus the adapter's allowance); nil where a frame ends
+    /// by its own structure.
+    var frameEndSilence: Duration? { get }
     /// Bytes of a frame (or a run not yet classified) held back for more.
     var bufferedByteCount: Int { get }
     /// Bytes the frame in progress still needs where its length is known (at least 1).
@@ -71,7 +72,8 @@ extension BusLink {
         var echoHeldAt: Stamp?
         var lastByteAt = initialLastByteAt
         var finishing = false
-        let endSilence = framer.endsBySilence ? self.modbusSilence + self.adapterAllowance : self.abortSilence
+        let endsBySilence = framer.frameEndSilence != nil
+        let endSilence = framer.frameEndSilence ?? self.abortSilence
         // After a sleep, what is queued is read without waiting and its time is only an upper bound. The predicted
         // end of the answer lies past its first-byte deadline; what arrived by then is read before any timeout.
         var afterSleep = false
@@ -86,7 +88,9 @@ extension BusLink {
         }
 
         while true {
-            while let item = framer.next(now: self.clock.now) {
+            // One clock reading per pass: the framer's silence check and the deadlines below use it.
+            let now = self.clock.now
+            while let item = framer.next(now: now) {
                 switch item {
                 case .skipped(let seen, let count):
                     switch seen {
@@ -115,7 +119,6 @@ extension BusLink {
                 framer.resume()
                 finishing = false
             }
-            let now = self.clock.now
             let readDeadline: ContinuousClock.Instant
             if let last = lastByteAt, framer.bufferedByteCount > 0 || echo.heldCount > 0 {
                 // A frame (or our echo) has started: wait for the bytes it still needs.
@@ -137,7 +140,7 @@ extension BusLink {
                     afterSleep = true
                 }
                 // A frame that ends by silence: wake when the silence has passed, unless more bytes come first.
-                readDeadline = framer.endsBySilence && echo.heldCount == 0
+                readDeadline = endsBySilence && echo.heldCount == 0
                     ? max(expected, last + endSilence) : completeBy
             } else {
                 if now >= deadline && !afterSleep { return nil }
@@ -146,7 +149,8 @@ extension BusLink {
             let chunk: [UInt8]
             let exact = !afterSleep
             do {
-                chunk = try self.transport.read(upTo: framer.maxRead, deadline: afterSleep ? self.clock.now : readDeadline)
+                // After a sleep: a deadline already passed, so what is queued is read without waiting.
+                chunk = try self.transport.read(upTo: framer.maxRead, deadline: afterSleep ? now : readDeadline)
             } catch .timeout {
                 afterSleep = false
                 continue

@@ -28,6 +28,10 @@ public final class BusLink {
     let gap: Duration
     /// Abort silence `Ta` (§8): a started frame is given up after this much silence.
     let abortSilence: Duration
+    /// Modbus RTU t3.5 and t1.5 at this line's speed (see ``modbusSilence(baudRate:characterNanos:)``), computed
+    /// once: `Duration` arithmetic with integers is a generic call into the runtime.
+    let modbusSilence: Duration
+    let modbusCharacterGap: Duration
     let clock = ContinuousClock()
     let epoch: ContinuousClock.Instant
 
@@ -38,7 +42,7 @@ public final class BusLink {
     /// The last transaction that gave up: a late answer to it, arriving later, still teaches its turnaround.
     private var lastGiveUp: GiveUp?
     /// Length of the last answer per command, to predict when the next one is complete.
-    private var answerLength: [UInt8: Int] = [:]
+    private var answerLength = AnswerLengths()
     /// Per target, transactions read after a predicted sleep since the last one measured exactly.
     var predictions: [CalibrationKey: Int] = [:]
     /// The last exchange ended with its answer and nothing else on the line, at this instant: stale input is then
@@ -63,6 +67,8 @@ public final class BusLink {
         self.characterNanos = seconds * 1_000_000_000 + (attoseconds + 999_999_999) / 1_000_000_000
         self.gap = options.interFrameGap ?? max(line.characterTime * 3.5, .milliseconds(2))
         self.abortSilence = max(line.characterTime * 40, .milliseconds(50))
+        self.modbusSilence = Self.modbusSilence(baudRate: line.baudRate, characterNanos: self.characterNanos)
+        self.modbusCharacterGap = .nanoseconds(self.characterNanos * 3 / 2)
         self.epoch = self.clock.now
         self.wireFreeAt = self.epoch
         var random = SystemRandomNumberGenerator()
@@ -154,7 +160,7 @@ public final class BusLink {
         let bytes = request.encoded()
         let key = CalibrationKey(target: target, slow: Command(rawValue: command)?.isSlow ?? false)
         let learned = self.learned(key)
-        let firstByteTimeout = timeout ?? self.firstByteTimeout(for: key, learned)
+        let firstByteTimeout = timeout ?? learned.firstByteTimeout
         let tries = 1 + max(0, retries ?? self.options.retries)
         var evidence = Evidence(target: target, command: command, sequence: request.sequence, line: self.line,
                                 requestBytes: bytes)
@@ -342,7 +348,7 @@ public final class BusLink {
         let start = self.clock.now
         let wireTime = self.characters(bytes.count)
         do {
-            try self.transport.write(bytes, deadline: start + wireTime * 2 + .seconds(1))
+            try self.transport.write(bytes, deadline: start + wireTime + wireTime + .seconds(1))
         } catch .removed(let path) {
             throw .adapterGone(path: path)
         } catch {
@@ -381,10 +387,13 @@ public final class BusLink {
 
     /// Sleeps on this thread until `instant` (nanosleep, re-armed after interruptions).
     func sleep(until instant: ContinuousClock.Instant) {
-        while case let remaining = instant - self.clock.now, remaining > .zero {
-            let (seconds, attoseconds) = remaining.components
-            var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-            _ = nanosleep(&ts, nil)
+        var remaining = instant - self.clock.now
+        while remaining > .zero {
+            let nanos = remaining.nanos
+            var ts = timespec(tv_sec: Int(nanos / 1_000_000_000), tv_nsec: Int(nanos % 1_000_000_000))
+            // A sleep that was not interrupted has lasted the whole time: no need to read the clock again.
+            guard nanosleep(&ts, nil) != 0 else { return }
+            remaining = instant - self.clock.now
         }
     }
 
@@ -392,25 +401,48 @@ public final class BusLink {
 
     /// First-byte timeout for a target: calibrated from its turnarounds, else `Tr` + adapter allowance (§8).
     func firstByteTimeout(for key: CalibrationKey) -> Duration {
-        self.firstByteTimeout(for: key, self.learned(key))
+        self.learned(key).firstByteTimeout
     }
 
-    /// What calibration knows about a target and the adapter, read under one lock per transaction.
+    /// What calibration knows about a target and the adapter, read under one lock per transaction and reduced to
+    /// the few numbers a transaction uses (copying the calibrators would copy their sample arrays on the next
+    /// record).
     struct Learned {
-        var turnaround: TimingCalibrator?
-        var adapterLag: TimingCalibrator
+        /// Calibrated from the target's turnarounds, else `Tr` + adapter allowance (§8).
+        var firstByteTimeout: Duration
+        /// What the adapter may add to a byte's arrival (``adapterAllowance``).
+        var adapterAllowance: Duration
+        /// The target's shortest turnaround in µs, once calibrated.
+        var shortestTurnaroundMicros: Int64?
+        /// The adapter's median delivery lag in µs, once calibrated.
+        var medianAdapterLagMicros: Int64?
     }
 
     func learned(_ key: CalibrationKey) -> Learned {
-        self.shared.calibration.withLock { Learned(turnaround: $0.turnaround[key], adapterLag: $0.adapterLag) }
+        self.shared.calibration.withLock { c in
+            self.learned(key, turnaround: c.turnaround[key], adapterLag: c.adapterLag)
+        }
     }
 
-    func firstByteTimeout(for key: CalibrationKey, _ learned: Learned) -> Duration {
+    /// What a transaction to `key` uses of its calibrators (called under the calibration lock).
+    func learned(_ key: CalibrationKey, turnaround: TimingCalibrator?, adapterLag: TimingCalibrator) -> Learned {
         let o = self.options
-        let base = (key.slow ? o.slowResponseTime : o.responseTime) + self.adapterAllowance(learned.adapterLag)
-        guard o.calibrate else { return base }
-        return (learned.turnaround ?? TimingCalibrator(minimumSamples: o.calibrationMinimumSamples)).timeout(
-            default: base, margin: o.calibrationMargin, minimum: o.minimumTimeout, maximum: o.maximumTimeout)
+        let allowance = self.adapterAllowance(adapterLag)
+        let base = (key.slow ? o.slowResponseTime : o.responseTime) + allowance
+        let timeout: Duration
+        if !o.calibrate {
+            timeout = base
+        } else if let turnaround {
+            timeout = turnaround.timeout(default: base, margin: o.calibrationMargin, minimum: o.minimumTimeout,
+                                         maximum: o.maximumTimeout)
+        } else {
+            timeout = TimingCalibrator(minimumSamples: o.calibrationMinimumSamples).timeout(
+                default: base, margin: o.calibrationMargin, minimum: o.minimumTimeout, maximum: o.maximumTimeout)
+        }
+        return Learned(
+            firstByteTimeout: timeout, adapterAllowance: allowance,
+            shortestTurnaroundMicros: turnaround?.isCalibrated == true ? turnaround?.shortest : nil,
+            medianAdapterLagMicros: adapterLag.isCalibrated ? adapterLag.percentile(50) : nil)
     }
 
     /// When the answer should be complete, so that the whole frame is read after one sleep instead of waking for
@@ -431,18 +463,18 @@ public final class BusLink {
             self.predictions[key] = 0
             return nil
         }
-        guard let calibrator = learned.turnaround, calibrator.isCalibrated, let shortest = calibrator.shortest,
-            learned.adapterLag.isCalibrated, let lag = learned.adapterLag.percentile(50)
-        else { return nil }
+        guard let shortest = learned.shortestTurnaroundMicros, let lag = learned.medianAdapterLagMicros else {
+            return nil
+        }
         let wire = self.characters(length - 1)
-        guard .microseconds(lag) * 2 < wire else { return nil }
+        guard .microseconds(lag * 2) < wire else { return nil }
         self.predictions[key] = count + 1
         return drained + .microseconds(shortest) + wire
     }
 
     /// The configured adapter latency until enough answers showed how late the adapter delivers bytes.
     var adapterAllowance: Duration {
-        self.adapterAllowance(self.shared.calibration.withLock { $0.adapterLag })
+        self.shared.calibration.withLock { self.adapterAllowance($0.adapterLag) }
     }
 
     private func adapterAllowance(_ lag: TimingCalibrator) -> Duration {
@@ -468,15 +500,15 @@ public final class BusLink {
         let lag = max(.zero, self.characters(n - 1) - span)
         let minimumSamples = self.options.calibrationMinimumSamples
         self.shared.calibration.withLock { c in
-            var calibrator = c.turnaround[key] ?? TimingCalibrator(minimumSamples: minimumSamples)
+            // Recorded in place: a copy taken out of the dictionary would copy its sample arrays.
             if firstTry {
-                calibrator.record(micros: arrival)
+                c.turnaround[key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(micros: arrival)
             } else {
                 // Every try's answer looks the same (same SEQ): attribute it to the most plausible try.
-                calibrator.record(micros: calibrator.attribute(
-                    arrivalMicros: arrival, sendMicros: sends.map { ($0 - first).micros }))
+                let sendMicros = sends.map { ($0 - first).micros }
+                c.turnaround[key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(
+                    attributing: arrival, sendMicros: sendMicros)
             }
-            c.turnaround[key] = calibrator
             c.adapterLag.record(lag)
         }
     }
@@ -498,11 +530,10 @@ public final class BusLink {
         else { return }
         self.lastGiveUp = nil
         let minimumSamples = self.options.calibrationMinimumSamples
+        let sendMicros = g.sends.map { ($0 - first).micros }
         self.shared.calibration.withLock { c in
-            var calibrator = c.turnaround[g.key] ?? TimingCalibrator(minimumSamples: minimumSamples)
-            calibrator.record(micros: calibrator.attribute(
-                arrivalMicros: (at - first).micros, sendMicros: g.sends.map { ($0 - first).micros }))
-            c.turnaround[g.key] = calibrator
+            c.turnaround[g.key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(
+                attributing: (at - first).micros, sendMicros: sendMicros)
         }
     }
 
@@ -631,6 +662,17 @@ public final class BusLink {
     }
 }
 
+/// The length of the last answer to each command byte: a table, not a dictionary, as it is read on every
+/// transaction.
+struct AnswerLengths {
+    private var lengths = [Int](repeating: 0, count: 256)
+
+    subscript(command: UInt8) -> Int? {
+        get { self.lengths[Int(command)] > 0 ? self.lengths[Int(command)] : nil }
+        set { self.lengths[Int(command)] = newValue ?? 0 }
+    }
+}
+
 /// When bytes were read, and whether that is when they arrived.
 struct Stamp {
     var at: ContinuousClock.Instant
@@ -709,7 +751,7 @@ struct Reception {
 
 extension Reception: ReceiveFramer {
     var maxRead: Int { Frame.maxFrameLength }
-    var endsBySilence: Bool { false }
+    var frameEndSilence: Duration? { nil }
     var bufferedByteCount: Int { self.decoder.bufferedByteCount }
 
     mutating func next(now: ContinuousClock.Instant) -> ReceivedItem<Frame>? {

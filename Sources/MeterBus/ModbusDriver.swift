@@ -56,8 +56,8 @@ public struct ModbusDriver: MeterDriver {
         precondition((1...247).contains(address), "Modbus servers are at 1...247; broadcasts use broadcast(_:)")
         let function = request.function.rawValue
         let raw = RawRequest(
-            bytes: ModbusADU(address: address, pdu: request.pdu).encoded(),
-            label: "Modbus \(Self.name(of: request))",
+            bytes: request.encodedADU(address: address),
+            requestLabel: .deferred { "Modbus \(Self.name(of: request))" },
             framing: .modbusRTU(expectedLength: request.expectedAnswerLength),
             answerMayRepeatRequest: request.answerRepeatsRequest
         ) { frame in

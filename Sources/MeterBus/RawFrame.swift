@@ -38,7 +38,12 @@ public enum RawVerdict: Sendable, Equatable {
 public struct RawRequest: Sendable {
     public var bytes: [UInt8]
     /// For evidence and traces: "Modbus read input registers 72+2 from 3".
-    public var label: String
+    public var label: String {
+        get { self.requestLabel.text }
+        set { self.requestLabel = .text(newValue) }
+    }
+    /// The label, possibly not yet formatted (see ``RequestLabel``).
+    var requestLabel: RequestLabel
     public var framing: RawFraming
     /// A normal answer may repeat the request byte for byte (Modbus 05 and 06): then a first copy is taken for
     /// the adapter's echo only where this adapter has been seen echoing (else it is the answer).
@@ -49,8 +54,15 @@ public struct RawRequest: Sendable {
 
     public init(bytes: [UInt8], label: String, framing: RawFraming, answerMayRepeatRequest: Bool = false,
                 slow: Bool = false, verdict: @escaping @Sendable (RawFrame) -> RawVerdict) {
+        self.init(bytes: bytes, requestLabel: .text(label), framing: framing,
+                  answerMayRepeatRequest: answerMayRepeatRequest, slow: slow, verdict: verdict)
+    }
+
+    /// A request whose label is written only when evidence or a trace shows it.
+    init(bytes: [UInt8], requestLabel: RequestLabel, framing: RawFraming, answerMayRepeatRequest: Bool = false,
+         slow: Bool = false, verdict: @escaping @Sendable (RawFrame) -> RawVerdict) {
         self.bytes = bytes
-        self.label = label
+        self.requestLabel = requestLabel
         self.framing = framing
         self.answerMayRepeatRequest = answerMayRepeatRequest
         self.slow = slow
@@ -73,32 +85,43 @@ struct RawReceived {
 
 /// A raw protocol's receive side for one transaction: frames and skipped runs from the bytes that arrive, with
 /// when the frame in progress began.
+///
+/// Plain stored fields (no optionals of structs, no tuples): this runs on every transaction, and optional or tuple
+/// projections go through generic value witnesses.
 struct RawReceiver: ReceiveFramer {
     typealias Item = ReceivedItem<RawReceived>
 
-    private var modbus: ModbusRTUFramer?
+    /// Modbus RTU (by silence and expected length) or DL/T 645 (by structure).
+    private let isModbus: Bool
+    private var modbus: ModbusRTUFramer
     private var dlt = DLT645Decoder()
     private var stream: [UInt8] = []
     private let epoch: ContinuousClock.Instant
-    /// When the frame in progress started arriving, and whether that time is exact.
-    private var frameStart: (at: ContinuousClock.Instant, exact: Bool)?
-    private var arrivals: [(offset: Int, at: ContinuousClock.Instant, exact: Bool)] = []
+    /// When the frame in progress started arriving, and whether that time is exact (nil `at`: no frame).
+    private var frameStart: Stamp?
+    private var arrivals: [Reception.Arrival] = []
 
     init(framing: RawFraming, silence: Duration, characterGap: Duration?, epoch: ContinuousClock.Instant) {
         self.epoch = epoch
         if case .modbusRTU(let expected) = framing {
+            self.isModbus = true
+            self.frameEndSilence = silence
             self.modbus = ModbusRTUFramer(frameSilenceMicros: silence.micros, characterGapMicros: characterGap?.micros,
                                           expectedLength: expected)
+        } else {
+            self.isModbus = false
+            self.frameEndSilence = nil
+            self.modbus = ModbusRTUFramer(frameSilenceMicros: silence.micros, characterGapMicros: nil)
         }
     }
 
     private func micros(_ instant: ContinuousClock.Instant) -> Int64 { (instant - self.epoch).micros }
 
-    var bufferedByteCount: Int { self.modbus?.bufferedByteCount ?? self.dlt.bufferedByteCount }
+    var bufferedByteCount: Int { self.isModbus ? self.modbus.bufferedByteCount : self.dlt.bufferedByteCount }
 
     /// Bytes the frame in progress still needs, where its length is known (else 1).
     var neededBytes: Int {
-        if let modbus { return modbus.neededBytes }
+        if self.isModbus { return self.modbus.neededBytes }
         let held = self.dlt.bufferedByteCount
         guard held > 0, held <= self.stream.count else { return 1 }
         let start = self.stream.count - held
@@ -107,26 +130,26 @@ struct RawReceiver: ReceiveFramer {
         return max(1, 12 + Int(self.stream[start + 9]) - held)
     }
 
-    var endsBySilence: Bool { self.modbus != nil }
+    let frameEndSilence: Duration?
     var maxRead: Int { 512 }
 
     mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool) {
         guard !bytes.isEmpty else { return }
-        if self.bufferedByteCount == 0 { self.frameStart = (at, exact) }
-        if self.modbus != nil {
-            self.modbus!.append(bytes, atMicros: self.micros(at))
+        if self.bufferedByteCount == 0 { self.frameStart = Stamp(at: at, exact: exact) }
+        if self.isModbus {
+            self.modbus.append(bytes, atMicros: self.micros(at))
         } else {
-            self.arrivals.append((self.stream.count, at, exact))
+            self.arrivals.append(Reception.Arrival(offset: self.stream.count, at: at, exact: exact))
             self.stream += bytes
             self.dlt.append(bytes)
         }
     }
 
     mutating func next(now: ContinuousClock.Instant) -> Item? {
-        if self.modbus != nil {
-            guard let item = self.modbus!.next(nowMicros: self.micros(now)) else { return nil }
-            let start = self.frameStart ?? (now, false)
-            if self.modbus!.bufferedByteCount == 0 { self.frameStart = nil }
+        if self.isModbus {
+            guard let item = self.modbus.next(nowMicros: self.micros(now)) else { return nil }
+            let start = self.frameStart ?? Stamp(at: now, exact: false)
+            if self.modbus.bufferedByteCount == 0 { self.frameStart = nil }
             switch item {
             case .frame(let bytes):
                 // The framer checked the CRC and the length.
@@ -145,7 +168,7 @@ struct RawReceiver: ReceiveFramer {
         case .frame(let frame, let offset):
             let length = 12 + frame.data.count
             let bytes = Array(self.stream[offset..<min(offset + length, self.stream.count)])
-            var found = self.arrivals.first ?? (0, now, false)
+            var found = self.arrivals.first ?? Reception.Arrival(offset: 0, at: now, exact: false)
             for a in self.arrivals where a.offset <= offset { found = a }
             return .frame(RawReceived(frame: .dlt645(frame), bytes: bytes), firstByteAt: found.at, exact: found.exact)
         case .skipped(let offset, let count, let reason):
@@ -161,10 +184,10 @@ struct RawReceiver: ReceiveFramer {
 
     /// The line fell silent for good: end (or give up on) the frame in progress.
     mutating func finish() {
-        if self.modbus != nil { self.modbus!.finish() } else { self.dlt.finish() }
+        if self.isModbus { self.modbus.finish() } else { self.dlt.finish() }
     }
 
     mutating func resume() {
-        if self.modbus == nil { self.dlt.resume() }
+        if !self.isModbus { self.dlt.resume() }
     }
 }

@@ -88,6 +88,11 @@ public struct TimingCalibrator: Sendable, Equatable {
         guard self.isCalibrated, let median = self.percentile(50) else { return longest }
         return candidates.min { abs($0 - median) < abs($1 - median) } ?? longest
     }
+
+    /// Records the turnaround ``attribute(arrivalMicros:sendMicros:)`` implies.
+    public mutating func record(attributing arrivalMicros: Int64, sendMicros: [Int64]) {
+        self.record(micros: self.attribute(arrivalMicros: arrivalMicros, sendMicros: sendMicros))
+    }
 }
 
 /// A calibration snapshot for people: what the session learned about one target or the adapter.

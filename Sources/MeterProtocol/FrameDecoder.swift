@@ -77,6 +77,13 @@ public struct FrameDecoder: Sendable {
         self.buffer.append(contentsOf: bytes)
     }
 
+    /// The same for an array, the bus master's case: callers in other modules reach this one without generic
+    /// dispatch.
+    public mutating func append(_ bytes: [UInt8]) {
+        self.compactIfUseful()
+        self.buffer.append(contentsOf: bytes)
+    }
+
     /// Marks the end of the input: what remains can no longer complete a frame.
     public mutating func finish() { self.finishing = true }
 

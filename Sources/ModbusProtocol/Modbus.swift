@@ -125,8 +125,30 @@ public enum ModbusRequest: Hashable, Sendable {
     }
 
     public var pdu: [UInt8] {
-        var out = [self.function.rawValue]
-        func u16(_ v: UInt16) { out += [UInt8(v >> 8), UInt8(truncatingIfNeeded: v)] }
+        var out: [UInt8] = []
+        self.encodePDU(into: &out)
+        return out
+    }
+
+    /// The whole RTU frame for server `address`: address, PDU and CRC, written into one buffer.
+    public func encodedADU(address: UInt8) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(8)
+        out.append(address)
+        self.encodePDU(into: &out)
+        let crc = ModbusCRC.checksum(out)
+        out.append(UInt8(truncatingIfNeeded: crc))
+        out.append(UInt8(truncatingIfNeeded: crc >> 8))
+        return out
+    }
+
+    /// Appends the PDU (function code and data) to `out`.
+    func encodePDU(into out: inout [UInt8]) {
+        out.append(self.function.rawValue)
+        func u16(_ v: UInt16) {
+            out.append(UInt8(v >> 8))
+            out.append(UInt8(truncatingIfNeeded: v))
+        }
         switch self {
         case .readCoils(let a, let n), .readDiscreteInputs(let a, let n), .readHoldingRegisters(let a, let n),
             .readInputRegisters(let a, let n):
@@ -159,7 +181,6 @@ public enum ModbusRequest: Hashable, Sendable {
         case .readDeviceIdentification(let code, let object):
             out += [0x0E, code, object]
         }
-        return out
     }
 
     /// A request as a server receives it (for emulators), with the standard's quantity limits checked.

@@ -79,8 +79,12 @@ public struct ModbusRTUFramer: Sendable {
                 self.broken = true
             }
         }
-        for byte in bytes {
-            self.buffer.append(byte)
+        // In runs up to the length limit rather than byte by byte: one copy, and the buffer grows once.
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let take = min(rest.count, ModbusADU.maxLength + 1 - self.buffer.count)
+            self.buffer.append(contentsOf: rest.prefix(take))
+            rest = rest.dropFirst(take)
             if self.buffer.count > ModbusADU.maxLength {
                 self.ready.append(.skipped(self.buffer, .tooLong))
                 self.buffer.removeAll()
@@ -152,13 +156,14 @@ public struct ModbusRTUFramer: Sendable {
         }
         if self.buffer.count == length && ModbusCRC.verifies(self.buffer) {
             self.ready.append(.frame(self.buffer))
-            self.buffer.removeAll(keepingCapacity: true)
+            // Not removeAll(keepingCapacity:): the frame shares the storage, which would be copied.
+            self.buffer = []
         }
     }
 
     private mutating func endFrame() {
         let bytes = self.buffer
-        self.buffer.removeAll(keepingCapacity: true)
+        self.buffer = []
         defer { self.broken = false }
         if self.broken {
             self.ready.append(.skipped(bytes, .characterGap))

@@ -379,9 +379,11 @@ public final class SerialPort: SerialTransport, Sendable {
             let io = s.io(self.path)
             do throws(SerialError) {
                 try io.writeAll(bytes, deadline: deadline)
+                let flowControl = s.settings.flowControl != .none
                 try io.drain(
-                    flowControl: s.settings.flowControl != .none,
-                    characterTime: s.settings.characterTime,
+                    flowControl: flowControl,
+                    // Used only with flow control; computing it is a generic Duration division.
+                    characterTime: flowControl ? s.settings.characterTime : .zero,
                     deadline: deadline,
                     sent: bytes
                 )

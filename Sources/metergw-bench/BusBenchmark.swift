@@ -129,6 +129,9 @@ enum BusBenchmark {
         let executor = Double(after.executor - before.executor) / Double(transactions)
         let caller = Double(after.caller - before.caller) / Double(transactions)
         let rest = Double((after.process - after.emulator) - (before.process - before.emulator)) / Double(transactions)
+        let sleeps = Double(after.callerVoluntarySwitches - before.callerVoluntarySwitches) / Double(transactions)
+        let preemptions = Double(after.callerInvoluntarySwitches - before.callerInvoluntarySwitches)
+            / Double(transactions)
         let stats = session.statistics.bus
         let text = """
             \(line): \(transactions) READ_STATUS polls of \(bench.meters.count) meters in \
@@ -141,6 +144,8 @@ enum BusBenchmark {
             \(Int(best)) µs; mean \(Int(executor)) µs on the session thread + \(Int(caller)) µs on the calling \
             thread) (target < 200 µs: \(median < 200 ? "ok" : "ABOVE TARGET")); cross-check, process CPU minus \
             the emulator thread: \(Int(rest)) µs
+              calling thread per transaction: \(String(format: "%.2f", sleeps)) voluntary context switches \
+            (sleeps), \(String(format: "%.2f", preemptions)) involuntary (preempted)
             """
         let json = "{\"benchmark\":\"bus-poll\",\"line\":\"\(line)\",\"meters\":\(bench.meters.count),"
             + "\"transactions\":\(transactions),\"seconds\":\(String(format: "%.3f", seconds)),"
@@ -150,16 +155,21 @@ enum BusBenchmark {
             + "\"retries\":\(stats.retries),\"masterCpuMicrosPerTx\":\(Int(median)),"
             + "\"masterCpuMicrosPerTxBest\":\(Int(best)),\"masterCpuMicrosPerTxMean\":\(Int(executor + caller)),"
             + "\"sessionThreadCpuMicrosPerTx\":\(Int(executor)),\"callerCpuMicrosPerTx\":\(Int(caller)),"
-            + "\"processMinusEmulatorCpuMicrosPerTx\":\(Int(rest))}"
+            + "\"processMinusEmulatorCpuMicrosPerTx\":\(Int(rest)),"
+            + "\"callerSleepsPerTx\":\(String(format: "%.3f", sleeps)),"
+            + "\"callerPreemptionsPerTx\":\(String(format: "%.3f", preemptions))}"
         return PollResult(text: text, json: json)
     }
 
-    /// CPU clocks at one moment, in microseconds.
+    /// CPU clocks at one moment, in microseconds, and the calling thread's context switches.
     struct Snapshot {
         var executor: Int64
         var caller: Int64
         var emulator: Int64
         var process: Int64
+        /// The calling thread's voluntary context switches (it slept) and involuntary ones (it was preempted).
+        var callerVoluntarySwitches: Int
+        var callerInvoluntarySwitches: Int
 
         init(bench: EmulatedBench) {
             self.executor = bench.session.sessionThreadCPUTime.microseconds
@@ -169,6 +179,10 @@ enum BusBenchmark {
             getrusage(RUSAGE_SELF.rawValue, &usage)
             self.process = Int64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
                 + Int64(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
+            var thread = rusage()
+            getrusage(1, &thread)  // RUSAGE_THREAD, which the Glibc module does not export
+            self.callerVoluntarySwitches = thread.ru_nvcsw
+            self.callerInvoluntarySwitches = thread.ru_nivcsw
         }
 
         static func clock(_ id: clockid_t) -> Int64 {

@@ -198,19 +198,19 @@ import Testing
             var bursts = TimingCalibrator(minimumSamples: 5)
             for _ in 0..<5 { bursts.record(link.characters(32)) }
             let drained = ContinuousClock.now
-            let predicted = link.predictedEnd(key, BusLink.Learned(turnaround: turnaround, adapterLag: paced),
+            let predicted = link.predictedEnd(key, link.learned(key, turnaround: turnaround, adapterLag: paced),
                                               length: 33, drained: drained)
             #expect(predicted == drained + .microseconds(4_000) + link.characters(32))
-            let inBursts = link.predictedEnd(key, BusLink.Learned(turnaround: turnaround, adapterLag: bursts),
+            let inBursts = link.predictedEnd(key, link.learned(key, turnaround: turnaround, adapterLag: bursts),
                                              length: 33, drained: drained)
-            let uncalibrated = link.predictedEnd(key, BusLink.Learned(turnaround: nil, adapterLag: paced),
+            let uncalibrated = link.predictedEnd(key, link.learned(key, turnaround: nil, adapterLag: paced),
                                                  length: 33, drained: drained)
-            let unknownLength = link.predictedEnd(key, BusLink.Learned(turnaround: turnaround, adapterLag: paced),
+            let unknownLength = link.predictedEnd(key, link.learned(key, turnaround: turnaround, adapterLag: paced),
                                                   length: nil, drained: drained)
             #expect(inBursts == nil && uncalibrated == nil && unknownLength == nil)
             // Every eighth answer is waited for byte by byte, to measure the turnaround exactly.
             var predictions = 1
-            while link.predictedEnd(key, BusLink.Learned(turnaround: turnaround, adapterLag: paced), length: 33,
+            while link.predictedEnd(key, link.learned(key, turnaround: turnaround, adapterLag: paced), length: 33,
                                     drained: drained) != nil { predictions += 1 }
             #expect(predictions == 7)
         }

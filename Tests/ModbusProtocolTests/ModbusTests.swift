@@ -26,6 +26,18 @@ import Testing
         .readDeviceIdentification(code: 1, objectID: 0),
     ]
 
+    /// The one-buffer encoder the bus master uses gives the same bytes as address + PDU + CRC built in steps.
+    @Test func encodedADUMatchesTheStepwiseEncoding() {
+        #expect(ModbusRequest.readHoldingRegisters(address: 0x6B, count: 3).encodedADU(address: 0x11)
+                == [0x11, 0x03, 0x00, 0x6B, 0x00, 0x03, 0x76, 0x87])
+        for request in Self.requests {
+            for address: UInt8 in [1, 17, 247] {
+                #expect(request.encodedADU(address: address)
+                        == ModbusADU(address: address, pdu: request.pdu).encoded())
+            }
+        }
+    }
+
     /// Every request survives encode -> a server's parse; the spec's example PDUs come out byte for byte.
     @Test func requestsRoundTripAndMatchTheSpec() throws {
         for request in Self.requests { #expect(try ModbusRequest(pdu: request.pdu) == request) }
