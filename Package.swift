@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "metergw",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],  // Duration.attoseconds; the product itself runs on Linux (termios, udev)
     products: [
         .executable(name: "metergw", targets: ["metergw"]),
         .executable(name: "metergw-bench", targets: ["metergw-bench"]),
