@@ -128,7 +128,7 @@ public final class PostgresCluster: Sendable {
         var bytes = [UInt8](repeating: 0, count: 18)
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
         self.adminPassword = bytes.map { String(format: "%02x", $0) }.joined()
-        self.port = try Self.freePort()
+        do { self.port = try LoopbackPort.free() } catch { throw .failed(error.description) }
         guard FileManager.default.createFile(atPath: "\(self.folder)/owner.pid", contents: Data("\(getpid())\n".utf8))
         else { throw .failed("cannot write in \(self.folder)") }
         let passwordFile = "\(self.folder)/pwfile"
@@ -292,28 +292,6 @@ public final class PostgresCluster: Sendable {
             let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
             throw .failed("\(argv.joined(separator: " ")) failed (status \(status)): \(text)")
         }
-    }
-
-    private static func freePort() throws(Failure) -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw .failed("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { throw .failed("bind: \(String(cString: strerror(errno)))") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw .failed("getsockname: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     private static let counter = Counter()

@@ -177,7 +177,7 @@ import Glibc
     /// `metergw demo`, the README's main command, runs to the end on emulated hardware and cleans up.
     @Test func theDemoRunsToTheEndAndCleansUp() throws {
         let dir = try EmulatorProcess.makeDirectory().appendingPathComponent("demo").path
-        let (status, out, err) = try metergw(["demo", "--dir", dir, "--port", String(Int.random(in: 20_000...60_000))])
+        let (status, out, err) = try metergw(["demo", "--dir", dir, "--port", String(try LoopbackPort.free())])
         #expect(status == 0, "\(out)\n\(err)")
         #expect(out.contains("alarms  low-credit,cutoff"))
         #expect(out.contains("relay   open"))

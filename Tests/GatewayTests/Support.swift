@@ -31,10 +31,11 @@ final class Site {
     private var seeds: [String: Int] = [:]
     let storePath: String
     let store: BillingDatabase
-    let metricsPort = Int.random(in: 20_000...60_000)
+    let metricsPort: Int
 
     init() throws {
         self.dir = try EmulatorProcess.makeDirectory()
+        self.metricsPort = try LoopbackPort.free()
         self.storePath = self.dir.appendingPathComponent("billing.sqlite").path
         self.store = try BillingDatabase.open(path: self.storePath)
         let tariff = try Tariff.flat(name: "flat", currency: .cny, unitKind: .wattHours,
