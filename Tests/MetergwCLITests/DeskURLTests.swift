@@ -58,6 +58,12 @@ struct DeskURLTests {
         ["report", "statement", "--account", "#20000001", "--month", "2026-11", "--json"],
         ["report", "sales", "--from", "2026-11-01", "--to", "2026-11-30", "--per-account"],
         ["report", "sales", "--from", "2026-10-01", "--to", "2026-11-30", "--by", "month", "--json"],
+        ["report", "consumption", "--from", "2026-11-01", "--to", "2026-11-30"],
+        ["report", "consumption", "--from", "2026-10-01", "--to", "2026-11-30", "--by", "month", "--csv"],
+        ["report", "consumption", "--from", "2026-11-01", "--to", "2026-11-30", "--json"],
+        ["report", "meters", "--from", "2026-11-01", "--to", "2026-11-30"],
+        ["report", "meters", "--from", "2026-11-01", "--to", "2026-11-30", "--json"],
+        ["report", "alarms", "--from", "2026-11-01", "--to", "2026-11-30", "--csv"],
     ]
 
     /// A bank's file: a top-up, a credit, a reference seen before (the import exits 76, the others stand).
