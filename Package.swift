@@ -194,7 +194,7 @@ let package = Package(
         .testTarget(
             name: "MetergwCLITests",
             dependencies: [
-                "MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "BillingStore", "MeterEmulator",
+                "MetergwCLI", "MeterProtocol", "SerialPort", "Prepaid", "BillingStore", "CentralStore", "MeterEmulator",
                 "MetergwTestSupport",
             ],
             exclude: ["Fixtures"]),

@@ -31,6 +31,26 @@ extension BillingDatabase {
         public var lastAppliedSequence: Int64
         public var pendingPurchases: Int
         public var pendingUnits: Int64
+
+        public init(serial: Int64, kind: String, unitKind: Int64, account: Int64?, accountNumber: Int64?,
+                    tariff: String, lastReadingTime: Int64?, lastRegister: Int64?, consumption: Int64?,
+                    credit: Int64?, creditTime: Int64?, lastAppliedSequence: Int64, pendingPurchases: Int,
+                    pendingUnits: Int64) {
+            self.serial = serial
+            self.kind = kind
+            self.unitKind = unitKind
+            self.account = account
+            self.accountNumber = accountNumber
+            self.tariff = tariff
+            self.lastReadingTime = lastReadingTime
+            self.lastRegister = lastRegister
+            self.consumption = consumption
+            self.credit = credit
+            self.creditTime = creditTime
+            self.lastAppliedSequence = lastAppliedSequence
+            self.pendingPurchases = pendingPurchases
+            self.pendingUnits = pendingUnits
+        }
     }
 
     /// Every meter with its latest reading, consumption and credit in local days `fromDay...toDay`, and its
@@ -69,7 +89,7 @@ extension BillingDatabase {
                 out.append(MeterReportRow(
                     serial: m["serial"], kind: m["kind"], unitKind: m["unitKind"], account: m["accountId"],
                     accountNumber: m["number"], tariff: m["tariff"], lastReadingTime: reading?[0],
-                    lastRegister: reading?[1], consumption: days.isEmpty ? nil : days.reduce(0) { $0 + $1.units },
+                    lastRegister: reading?[1], consumption: ConsumptionRules.total(days),
                     credit: credit?[1], creditTime: credit?[0], lastAppliedSequence: m["lastAppliedSequence"],
                     pendingPurchases: owed[0], pendingUnits: owed[1]))
                 progress?(index + 1, meters.count)
@@ -83,18 +103,16 @@ extension BillingDatabase {
     static func dailyUnits(_ db: Database, meter: Int64, fromDay: Int64, toDay: Int64) throws
         -> [(day: Int64, units: Int64)]
     {
-        var previous = try Int64.fetchOne(db.cachedStatement(sql: """
+        let before = try Int64.fetchOne(db.cachedStatement(sql: """
             SELECT lastRegister FROM dailyConsumption WHERE meterId = ? AND day < ? ORDER BY day DESC LIMIT 1
             """), arguments: [meter, fromDay])
-        let rows = try Row.fetchAll(db.cachedStatement(sql: """
+        let days = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT day, firstRegister, lastRegister FROM dailyConsumption
             WHERE meterId = ? AND day BETWEEN ? AND ? ORDER BY day
-            """), arguments: [meter, fromDay, toDay])
-        return rows.map { row in
-            let last: Int64 = row[2]
-            defer { previous = last }
-            return (row[0], last - (previous ?? row[1]))
+            """), arguments: [meter, fromDay, toDay]).map { row in
+            ConsumptionRules.DaySummary(day: row[0], firstRegister: row[1], lastRegister: row[2])
         }
+        return ConsumptionRules.dailyUnits(before: before, days: days)
     }
 
     // MARK: Alarm episodes
@@ -113,6 +131,17 @@ extension BillingDatabase {
         public var acknowledged: Int64?
         /// Until cleared, or until `now` for an alarm that lasts.
         public var durationSeconds: Int64
+
+        public init(meterSerial: Int64, bit: Int, alarm: String, raised: Int64, cleared: Int64?,
+                    acknowledged: Int64?, durationSeconds: Int64) {
+            self.meterSerial = meterSerial
+            self.bit = bit
+            self.alarm = alarm
+            self.raised = raised
+            self.cleared = cleared
+            self.acknowledged = acknowledged
+            self.durationSeconds = durationSeconds
+        }
     }
 
     /// Alarm episodes that overlap local days `fromDay...toDay`, per meter (by serial) then by time raised. An
@@ -139,59 +168,21 @@ extension BillingDatabase {
     static func alarmEpisodes(_ db: Database, meter: Int64, serial: Int64, start: Int64, end: Int64, now: Int64)
         throws -> [AlarmEpisode]
     {
-        // Bits set when the period starts, and since when: walk back until each was last clear.
-        var raised: [Int: Int64] = [:]
+        var walk = AlarmWalk(serial: serial, end: end)
         let before = try Row.fetchCursor(db, sql: """
             SELECT time, alarms FROM alarm WHERE meterId = ? AND time < ? ORDER BY time DESC
             """, arguments: [meter, start])
-        var open: Set<Int>?
-        while let row = try before.next() {
-            let bits: Int64 = row["alarms"]
-            let time: Int64 = row["time"]
-            if open == nil { open = Set((0..<16).filter { bits & (1 << $0) != 0 }) }
-            for bit in open! {
-                if bits & (1 << bit) != 0 { raised[bit] = time } else { open!.remove(bit) }
-            }
-            if open!.isEmpty { break }
-        }
-        var episodes: [AlarmEpisode] = []
-        func episode(_ bit: Int, _ since: Int64, cleared: Int64?) -> AlarmEpisode {
-            let name = Alarms(rawValue: UInt16(1) << UInt16(bit)).names.first ?? "bit-\(bit)"
-            return AlarmEpisode(meterSerial: serial, bit: bit, alarm: name, raised: since, cleared: cleared,
-                                acknowledged: nil, durationSeconds: (cleared ?? now) - since)
-        }
-        // The period's changes, then past its end only until the episodes still open have cleared.
+        while let row = try before.next(), walk.before(time: row["time"], alarms: row["alarms"]) {}
         let after = try Row.fetchCursor(db, sql: """
             SELECT time, alarms FROM alarm WHERE meterId = ? AND time >= ? ORDER BY time
             """, arguments: [meter, start])
-        while let row = try after.next() {
-            let bits: Int64 = row["alarms"]
-            let time: Int64 = row["time"]
-            if time >= end && raised.isEmpty { break }
-            for bit in 0..<16 {
-                let set = bits & (1 << bit) != 0
-                if set, raised[bit] == nil, time < end {
-                    raised[bit] = time
-                } else if !set, let since = raised.removeValue(forKey: bit) {
-                    episodes.append(episode(bit, since, cleared: time))
-                }
-            }
-        }
-        episodes += raised.map { episode($0.key, $0.value, cleared: nil) }
+        while let row = try after.next(), walk.after(time: row["time"], alarms: row["alarms"]) {}
+        let episodes = walk.episodes(now: now)
         guard !episodes.isEmpty else { return [] }
-        episodes.sort { ($0.raised, $0.bit) < ($1.raised, $1.bit) }
-        // Acknowledgements: the meter logs them with the mask it cleared (PROTOCOL.md §4.2, event 0070).
         let acks = try Row.fetchAll(db, sql: """
             SELECT time, value FROM event WHERE meterId = ? AND code = ? ORDER BY time
             """, arguments: [meter, Int64(EventCode.alarmsAcknowledged.rawValue)])
-        for i in episodes.indices {
-            let e = episodes[i]
-            episodes[i].acknowledged = acks.first { ack in
-                let time: Int64 = ack[0]
-                let mask: Int64 = ack[1]
-                return mask & (1 << e.bit) != 0 && time >= e.raised && time <= (e.cleared ?? Int64.max)
-            }?[0]
-        }
-        return episodes
+            .map { (time: $0[0] as Int64, mask: $0[1] as Int64) }
+        return AlarmWalk.acknowledge(episodes, acks: acks)
     }
 }

@@ -63,10 +63,7 @@ extension BillingDatabase {
     }
 
     /// Local day number (days since 1970-01-01 in the store's UTC offset) of a Unix time.
-    static func day(_ time: Int64, offset: Int64) -> Int64 {
-        let local = time + offset
-        return local >= 0 ? local / 86400 : (local - 86399) / 86400
-    }
+    static func day(_ time: Int64, offset: Int64) -> Int64 { ConsumptionRules.day(time, offset: offset) }
 
     static func insertReadings(_ db: Database, _ readings: [ReadingInput], source: String) throws -> Int {
         guard !readings.isEmpty else { return 0 }

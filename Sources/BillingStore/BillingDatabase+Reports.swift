@@ -105,16 +105,9 @@ extension BillingDatabase {
             let meters = try Row.fetchAll(db, sql: "SELECT id, serial, unitKind FROM meter ORDER BY serial")
             var out: [ConsumptionRow] = []
             for (index, meter) in meters.enumerated() {
-                let serial: Int64 = meter["serial"]
-                for (day, units) in try Self.dailyUnits(db, meter: meter["id"], fromDay: fromDay, toDay: toDay) {
-                    let period = granularity == .day ? LocalTime.dateText(day: day) : LocalTime.monthText(day: day)
-                    if let last = out.last, last.meterSerial == serial, last.period == period {
-                        out[out.count - 1].units += units
-                    } else {
-                        out.append(ConsumptionRow(period: period, meterSerial: serial, unitKind: meter["unitKind"],
-                                                  units: units))
-                    }
-                }
+                out += ConsumptionRules.rows(
+                    serial: meter["serial"], unitKind: meter["unitKind"],
+                    daily: try Self.dailyUnits(db, meter: meter["id"], fromDay: fromDay, toDay: toDay), by: granularity)
                 progress?(index + 1, meters.count)
             }
             return out

@@ -63,6 +63,42 @@ public protocol BillingDesk: Sendable {
     /// Sales (not cancelled) in local days `fromDay...toDay`, per day or month, per account if asked.
     func salesReport(fromDay: Int64, toDay: Int64, by granularity: BillingDatabase.Granularity, perAccount: Bool)
         async throws(StoreError) -> [BillingDatabase.SalesRow]
+    /// Consumption per meter (by serial) in local days `fromDay...toDay`, per day or month, counted by
+    /// `ConsumptionRules`; `progress` after each meter.
+    func consumptionRows(fromDay: Int64, toDay: Int64, by granularity: BillingDatabase.Granularity,
+                         progress: DeskProgress?) async throws(StoreError) -> [BillingDatabase.ConsumptionRow]
+    /// Every meter (by serial) with its latest reading, consumption and credit in local days `fromDay...toDay`,
+    /// and its purchase state now; `progress` after each meter.
+    func meterRows(fromDay: Int64, toDay: Int64, progress: DeskProgress?) async throws(StoreError)
+        -> [BillingDatabase.MeterReportRow]
+    /// Alarm episodes that overlap local days `fromDay...toDay` (`AlarmWalk`), per meter by serial then by time
+    /// raised; `progress` after each meter.
+    func alarmEpisodes(fromDay: Int64, toDay: Int64, now: Int64, progress: DeskProgress?) async throws(StoreError)
+        -> [BillingDatabase.AlarmEpisode]
+    /// The store's local time offset (setting `utcOffsetSeconds`), for showing report times.
+    func utcOffsetSeconds() async throws(StoreError) -> Int64
 }
 
-extension BillingDatabase: BillingDesk {}
+/// Called after each meter a long desk report has walked: (meters done, meters in all). The CLI draws it.
+public typealias DeskProgress = @Sendable (_ done: Int, _ total: Int) -> Void
+
+extension BillingDatabase: BillingDesk {
+    public func consumptionRows(fromDay: Int64, toDay: Int64, by granularity: Granularity, progress: DeskProgress?)
+        async throws(StoreError) -> [ConsumptionRow]
+    {
+        try self.consumptionReport(fromDay: fromDay, toDay: toDay, by: granularity,
+                                   progress: progress.map { p in { p($0, $1) } })
+    }
+
+    public func meterRows(fromDay: Int64, toDay: Int64, progress: DeskProgress?) async throws(StoreError)
+        -> [MeterReportRow]
+    {
+        try self.meterReport(fromDay: fromDay, toDay: toDay, progress: progress.map { p in { p($0, $1) } })
+    }
+
+    public func alarmEpisodes(fromDay: Int64, toDay: Int64, now: Int64, progress: DeskProgress?)
+        async throws(StoreError) -> [AlarmEpisode]
+    {
+        try self.alarmReport(fromDay: fromDay, toDay: toDay, now: now, progress: progress.map { p in { p($0, $1) } })
+    }
+}

@@ -1,6 +1,7 @@
 /// A progress bar redrawn in place on standard error, for `scan` and long reports: only when standard error is a
-/// terminal, so logs and pipes stay plain.
-final class ProgressBar {
+/// terminal, so logs and pipes stay plain. Unchecked `Sendable`: a desk report draws it from the one task that runs
+/// the report while the command's thread waits for it, never from two at once.
+final class ProgressBar: @unchecked Sendable {
     static let width = 30
     let enabled: Bool
     private var drawn = false

@@ -86,15 +86,14 @@ struct ReportCommand: ParsableCommand {
 
     struct Consumption: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Consumption per meter per day or month.")
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @OptionGroup var range: Range
 
         func run() throws {
             let (from, to, by) = try self.range.days()
-            let db = try self.store.open()
             let bar = ProgressBar()
-            let rows = try StoreCLI.run {
-                try db.consumptionReport(fromDay: from, toDay: to, by: by) { done, total in
+            let rows = try self.desk.run { db in
+                try await db.consumptionRows(fromDay: from, toDay: to, by: by) { done, total in
                     bar.show(done: done, total: total, "report consumption: \(done) of \(total) meters")
                 }
             }
@@ -138,16 +137,15 @@ struct ReportCommand: ParsableCommand {
                 latest credit the meter reported and when, and, as of now, its last applied purchase sequence and \
                 the purchases still pending (sold, not yet confirmed by the meter). Shows progress on a terminal.
                 """)
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @OptionGroup var period: Period
 
         func run() throws {
             let (from, to) = try self.period.days()
-            let db = try self.store.open()
             let bar = ProgressBar()
-            let (offset, rows) = try StoreCLI.run {
-                let offset = try db.utcOffsetSeconds()
-                return (offset, try db.meterReport(fromDay: from, toDay: to) { done, total in
+            let (offset, rows) = try self.desk.run { db in
+                let offset = try await db.utcOffsetSeconds()
+                return (offset, try await db.meterRows(fromDay: from, toDay: to) { done, total in
                     bar.show(done: done, total: total, "report meters: \(done) of \(total) meters")
                 })
             }
@@ -173,16 +171,16 @@ struct ReportCommand: ParsableCommand {
                 "acknowledged" is the meter's own record of an alarms ack (event 0070) during the episode. An \
                 alarm still set has no "cleared", and its duration runs to now. Shows progress on a terminal.
                 """)
-        @OptionGroup var store: StoreOptions
+        @OptionGroup var desk: DeskOptions
         @OptionGroup var period: Period
 
         func run() throws {
             let (from, to) = try self.period.days()
-            let db = try self.store.open()
             let bar = ProgressBar()
-            let (offset, rows) = try StoreCLI.run {
-                let offset = try db.utcOffsetSeconds()
-                return (offset, try db.alarmReport(fromDay: from, toDay: to, now: self.store.actor.now) { done, total in
+            let now = self.desk.actor.now
+            let (offset, rows) = try self.desk.run { db in
+                let offset = try await db.utcOffsetSeconds()
+                return (offset, try await db.alarmEpisodes(fromDay: from, toDay: to, now: now) { done, total in
                     bar.show(done: done, total: total, "report alarms: \(done) of \(total) meters")
                 })
             }

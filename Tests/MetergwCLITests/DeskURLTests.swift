@@ -1,4 +1,7 @@
+import BillingStore
+import CentralStore
 import Foundation
+import MeterProtocol
 import MetergwTestSupport
 import Testing
 
@@ -58,6 +61,12 @@ struct DeskURLTests {
         ["report", "statement", "--account", "#20000001", "--month", "2026-11", "--json"],
         ["report", "sales", "--from", "2026-11-01", "--to", "2026-11-30", "--per-account"],
         ["report", "sales", "--from", "2026-10-01", "--to", "2026-11-30", "--by", "month", "--json"],
+        ["report", "consumption", "--from", "2026-11-01", "--to", "2026-11-30"],
+        ["report", "consumption", "--from", "2026-10-01", "--to", "2026-11-30", "--by", "month", "--csv"],
+        ["report", "consumption", "--from", "2026-11-01", "--to", "2026-11-30", "--json"],
+        ["report", "meters", "--from", "2026-11-01", "--to", "2026-11-30"],
+        ["report", "meters", "--from", "2026-11-01", "--to", "2026-11-30", "--json"],
+        ["report", "alarms", "--from", "2026-11-01", "--to", "2026-11-30", "--csv"],
     ]
 
     /// A bank's file: a top-up, a credit, a reference seen before (the import exits 76, the others stand).
@@ -77,7 +86,7 @@ struct DeskURLTests {
         try CLI.run(arguments + store, environment: ["METERGW_NOW": "1795595400", "USER": "clerk"])
     }
 
-    @Test func theDeskCommandsSayTheSameOnBothStores() throws {
+    @Test func theDeskCommandsSayTheSameOnBothStores() async throws {
         let migrated = try CLI.run(["central", "migrate", "--url", self.url])
         #expect(migrated.status == 0, "\(migrated.stderr)")
         var statuses: [Int32] = []
@@ -97,6 +106,67 @@ struct DeskURLTests {
         #expect(receipt.stdout.contains("units       188483 Wh (188.483 kWh)"), "\(receipt.stdout)")
         let repeated = try self.run(Self.commands[9], store: ["--url", self.url])
         #expect(repeated.stdout.hasPrefix("request desk-1 was sold before: this is purchase 1, nothing new"))
+
+        // The reports again once both stores hold the same readings and alarms (the gateway's part): SQLite
+        // through its own API, the centre through a gateway's ingest of a sync batch.
+        try await self.addMeterData()
+        for arguments in Self.reportCommands {
+            let local = try self.run(arguments, store: ["--db", self.db])
+            let central = try self.run(arguments, store: ["--url", self.url])
+            #expect(local.status == 0 && central.status == 0, "\(arguments): \(local.stderr) | \(central.stderr)")
+            #expect(local.stdout == central.stdout, "\(arguments)")
+            #expect(local.stderr == central.stderr, "\(arguments)")
+        }
+        let consumption = try self.run(Self.reportCommands[0], store: ["--url", self.url])
+        #expect(consumption.stdout.contains("-100"), "\(consumption.stdout)")
+        let alarms = try self.run(Self.reportCommands[3], store: ["--url", self.url])
+        #expect(alarms.stdout.contains("tamper"), "\(alarms.stdout)")
+    }
+
+    static let reportCommands: [[String]] = [
+        ["report", "consumption", "--from", "2026-11-01", "--to", "2026-11-30"],
+        ["report", "consumption", "--from", "2026-10-01", "--to", "2026-11-30", "--by", "month", "--json"],
+        ["report", "meters", "--from", "2026-11-01", "--to", "2026-11-30", "--csv"],
+        ["report", "alarms", "--from", "2026-11-01", "--to", "2026-11-30"],
+    ]
+
+    /// November 2026 in UTC+8: readings of the electricity meter (one with credit, the register going back once)
+    /// and a tamper episode.
+    static let nov1: Int64 = 20758 * 86400 - 28800
+    static let readings: [(Int64, Int64, Int64?)] = [
+        (nov1 + 3600, 1_000, 5_000), (nov1 + 3 * 86400, 1_500, nil), (nov1 + 10 * 86400, 1_400, nil),
+    ]
+    static let alarms: [(Int64, Int64)] = [(nov1 + 2 * 86400, Int64(Alarms.tamper.rawValue)), (nov1 + 4 * 86400, 0)]
+
+    func addMeterData() async throws {
+        let serial: UInt32 = 20_251_125
+        let store = try BillingDatabase.open(path: self.db)
+        let meter = try store.meter(String(serial)).id!
+        let actor = Actor("gateway", now: 1_795_595_400)
+        _ = try store.insertReadings(Self.readings.map {
+            ReadingInput(meterID: meter, time: $0.0, register: $0.1, credit: $0.2)
+        }, by: actor)
+        for (time, bits) in Self.alarms {
+            _ = try store.recordAlarms(AlarmInput(meterID: meter, time: time, alarms: bits), by: actor)
+        }
+        let admin = try CentralURL(parsing: self.url)
+        let name = "deskcli-\(admin.database.replacing("_", with: "-"))"
+        try await CentralDatabase.with(admin) { db in
+            _ = try await db.addGateway(name: name, password: "password-of-\(name)", now: 100)
+            try await db.assign(meterSerial: serial, toGateway: name)
+        }
+        var gateway = admin
+        gateway.username = CentralDatabase.login(ofGateway: name)
+        gateway.password = "password-of-\(name)"
+        let receipt = try await CentralDatabase.with(gateway) { gw in
+            try await gw.ingest(SyncBatch(
+                fromSequence: 1, toSequence: Int64(Self.readings.count + Self.alarms.count),
+                readings: Self.readings.map {
+                    .init(meterSerial: serial, time: $0.0, registerUnits: $0.1, creditUnits: $0.2)
+                },
+                alarms: Self.alarms.map { .init(meterSerial: serial, time: $0.0, alarms: Int32($0.1)) }), now: 200)
+        }
+        #expect(receipt.readingsInserted == Self.readings.count && receipt.alarmsInserted == Self.alarms.count)
     }
 
     @Test func theCentralURLComesFromTheEnvironmentAndFailuresSayWhatToDo() throws {
