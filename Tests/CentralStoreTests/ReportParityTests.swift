@@ -148,9 +148,8 @@ struct ReportParityTests {
             try await admin.migrate()
             try await Self.meters(admin)
             _ = try await admin.addGateway(name: gateway, password: "password-of-\(gateway)", now: 100)
-            for serial in [Self.electricity, Self.idle, Self.water] {
-                try await admin.assign(meterSerial: serial, toGateway: gateway)
-            }
+            try await admin.assign(meterSerials: [Self.electricity, Self.idle, Self.water], toGateway: gateway,
+                                   by: Actor("test", now: 0))
             let gatewayURL = CentralURL(host: "127.0.0.1", port: self.cluster.port,
                                         username: CentralDatabase.login(ofGateway: gateway),
                                         password: "password-of-\(gateway)", database: self.database)

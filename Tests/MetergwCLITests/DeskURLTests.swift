@@ -153,7 +153,7 @@ struct DeskURLTests {
         let name = "deskcli-\(admin.database.replacing("_", with: "-"))"
         try await CentralDatabase.with(admin) { db in
             _ = try await db.addGateway(name: name, password: "password-of-\(name)", now: 100)
-            try await db.assign(meterSerial: serial, toGateway: name)
+            try await db.assign(meterSerials: [serial], toGateway: name, by: Actor("test", now: 0))
         }
         var gateway = admin
         gateway.username = CentralDatabase.login(ofGateway: name)
