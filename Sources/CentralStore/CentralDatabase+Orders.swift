@@ -1,3 +1,4 @@
+import BillingStore
 import Foundation
 import PostgresNIO
 import Prepaid
@@ -21,18 +22,6 @@ public struct RemoteOrder: Sendable, Equatable, Codable {
     public var refusal: String?
     public var createdAt: Int64
     public var deliveredAt: Int64?
-}
-
-/// What a gateway fetches: an order to queue for its meter.
-public struct FetchedOrder: Sendable, Equatable {
-    public var id: Int64
-    public var requestID: String
-    public var meterSerial: UInt32
-    public var units: Int64
-    public var unitKind: Int64
-    public var amountMinor: Int64
-    public var currency: String
-    public var createdAt: Int64
 }
 
 /// Something a person must settle.
@@ -157,20 +146,22 @@ extension CentralDatabase {
     }
 
     /// The pending orders of the gateway logged in on this connection (the schema's `metergw_fetch_orders`):
-    /// orders whose meter moved elsewhere or whose account closed become conflicts instead.
-    public func fetchOwnOrders(now: Int64) async throws(CentralError) -> [FetchedOrder] {
+    /// orders whose meter moved elsewhere or whose account closed become conflicts instead. Each is what the
+    /// gateway's store receives.
+    public func fetchOwnOrders(now: Int64) async throws(CentralError) -> [CentralOrderInput] {
         try await self.transaction { connection in
             let rows = try await connection.query("""
                 SELECT id, request_id, meter_serial, units, unit_kind, amount_minor, currency, created_at
                 FROM metergw_fetch_orders(\(now))
                 """, logger: self.logger)
-            var out: [FetchedOrder] = []
+            var out: [CentralOrderInput] = []
             for try await (id, request, serial, units, kind, amount, currency, created)
                 in rows.decode((Int64, String, Int64, Int64, Int16, Int64, String, Int64).self)
             {
-                out.append(FetchedOrder(id: id, requestID: request, meterSerial: UInt32(truncatingIfNeeded: serial),
-                                        units: units, unitKind: Int64(kind), amountMinor: amount, currency: currency,
-                                        createdAt: created))
+                out.append(CentralOrderInput(orderID: id, requestID: request,
+                                             meterSerial: UInt32(truncatingIfNeeded: serial), units: units,
+                                             unitKind: Int64(kind), amountMinor: amount, currency: currency,
+                                             soldAt: created))
             }
             return out
         }

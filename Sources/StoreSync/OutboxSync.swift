@@ -129,7 +129,7 @@ public struct OutboxSync: Sendable {
     private func fetchOrders(_ db: CentralDatabase, now: @Sendable () -> Int64) async throws(Failure)
         -> (queued: Int, refused: Int)
     {
-        let orders: [FetchedOrder]
+        let orders: [CentralOrderInput]
         do {
             orders = try await db.fetchOwnOrders(now: now())
         } catch {
@@ -138,12 +138,9 @@ public struct OutboxSync: Sendable {
         if !orders.isEmpty { self.crashHook?("sync-fetched") }
         var queued = 0
         var refused = 0
-        for o in orders {
-            let input = CentralOrderInput(orderID: o.id, requestID: o.requestID, meterSerial: o.meterSerial,
-                                          units: o.units, unitKind: o.unitKind, amountMinor: o.amountMinor,
-                                          currency: o.currency, soldAt: o.createdAt)
+        for order in orders {
             do {
-                switch try self.store.receive(input, by: Actor(Self.operatorName, now: now())) {
+                switch try self.store.receive(order, by: Actor(Self.operatorName, now: now())) {
                 case .queued: queued += 1
                 case .refused: refused += 1
                 case .alreadyReceived: break
