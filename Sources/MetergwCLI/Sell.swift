@@ -119,7 +119,7 @@ struct PurchaseCommand: ParsableCommand {
             StoreCLI.emit(json: self.json, .array(all.map { StoreCLI.purchaseJSON($0) })) {
                 ["id     account  sequence  state      paid             units"] + all.map { p in
                     func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
-                    return pad("\(p.id!)", 7) + pad("\(p.accountId)", 9) + pad("\(p.sequence)", 10)
+                    return pad("\(p.id!)", 7) + pad("\(p.accountId)", 9) + pad(p.sequence > 0 ? "\(p.sequence)" : "-", 10)
                         + pad(p.state.rawValue, 11) + pad(StoreCLI.money(p.paidMinor, p.currency), 17)
                         + "\(p.units) \(p.unitSymbol)"
                 }
