@@ -134,6 +134,14 @@ struct TopupURLTests {
         #expect(served.stderr.contains("served by gateway \(gateway)") && served.stderr.contains("sync status --url"))
         #expect(try self.purchaseStates(account: "2").isEmpty)
         #expect(try self.emulatorLastApplied(2) == 0)
+        // Sold at the desk instead, it names the gateway that delivers it, and says nothing of topup.
+        let gatewaySale = try self.run(["sell", "--account", "2", "--amount", "1.00", "--remote", "--request-id",
+                                        "g-1", "--url", self.url])
+        #expect(gatewaySale.status == 0 && !gatewaySale.stdout.contains("no gateway serves"), "\(gatewaySale.stderr)")
+        let gatewayJSON = try self.json(["sell", "--account", "2", "--amount", "1.00", "--remote", "--request-id",
+                                         "g-1", "--url", self.url])
+        #expect((gatewayJSON["delivery"] as? [String: Any])?["gateway"] as? String == gateway)
+        #expect(gatewayJSON["repeated"] as? Bool == true)
 
         let moved = try self.run(["central", "gateway", "assign", String(one), "--gateway", gateway, "--url", self.url])
         #expect(moved.status == 0, "\(moved.stderr)")
