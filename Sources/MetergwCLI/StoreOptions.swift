@@ -71,7 +71,7 @@ enum StoreCLI {
             status = .notFound
         case .accountClosed, .accountHasBalance, .accountHasPendingPurchases, .accountHasNoMeter, .meterExists,
              .meterAssigned, .meterHasPendingPurchases, .noTariffInForce, .unitKindMismatch, .meterServedByGateway,
-             .cardForAnotherMeter,
+             .deliveredByGateway, .cardForAnotherMeter, .requestUsedByOrder,
              .invalidTransition, .requestConflict, .duplicatePayment:
             status = .refused
         case .forgedWriteBack, .notACardImage, .corrupt:
