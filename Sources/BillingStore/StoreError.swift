@@ -113,8 +113,9 @@ public enum StoreError: Error, Hashable, Sendable {
         case .noTariffInForce(let name, let time): "tariff \(name) has no version valid at \(time)"
         case .unitKindMismatch(let meter, let tariff): "the meter counts \(meter) but the tariff sells \(tariff)"
         case .meterServedByGateway(let serial, let gateway):
-            "meter \(serial) is served by gateway \(gateway), which numbers its purchases: sell its credit here "
-                + "with --remote (the gateway delivers it), or sell the card at that gateway's desk"
+            "meter \(serial) is served by gateway \(gateway), which numbers its purchases and keeps its cards: sell "
+                + "its credit here with --remote (the gateway delivers it), or sell, upload or replace its card at "
+                + "that gateway's desk"
         case .purchaseNotFound(let id): "no purchase \(id)"
         case .cardNotFound(let serial): "no card \(serial)"
         case .cardForAnotherMeter(let card, let meter): "card \(card) belongs to another meter than \(meter)"
