@@ -51,6 +51,8 @@ struct Sell: ParsableCommand {
             (outcome, card, receipt, purchase, balanceMinor) = try self.desk.run { db in
                 let detail = try await db.account(account)
                 let money = try Amount.parse(amount, currency: StoreCurrency.named(detail.account.currency))
+                // Refused before the writer's port is touched.
+                guard detail.meter != nil else { throw StoreError.accountHasNoMeter(detail.account.id!) }
                 let issuer = CardIssuer(keys: try KeyFileOption.load(keys))
                 let sale = CardSale(db: db, actor: actor, issuer: issuer,
                                     writer: try DeskWriter.open(port: writer, line: line, address: address))
