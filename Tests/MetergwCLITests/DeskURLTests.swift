@@ -3,6 +3,7 @@ import CentralStore
 import Foundation
 import MeterProtocol
 import MetergwTestSupport
+import Prepaid
 import Testing
 
 /// The desk commands on the central store (`--url`) as a separate process: the same commands print the same
@@ -247,6 +248,49 @@ struct DeskURLTests {
         let served = try self.run(["sell", "--account", "1", "--writer", desk.bus, "--keys", desk.keys,
                                    "--amount", "5.00"], store: ["--url", self.url])
         #expect(served.status == 76 && served.stderr.contains("served by gateway \(name)"), "\(served.stderr)")
+    }
+
+    /// SIGKILL at every step of a card sale on the central store: the retry with the same request id completes
+    /// the sale once, with the credit block on the card once; an upload killed after it was recorded is repeated.
+    @Test(arguments: ["card-sold", "card-planned", "card-written", "card-verified", "card-marked"])
+    func aCardSaleAtTheCentreKilledAtAnyStepIsCompletedOnceByItsRetry(_ point: String) throws {
+        #expect(try CLI.run(["central", "migrate", "--url", self.url]).status == 0)
+        let desk = try DeskFlowTests.Desk(emulatorArguments: ["--speed", "0"])
+        let serial = String(desk.meterSerial)
+        func run(_ arguments: [String], crashAt: String? = nil) throws -> CLI.Result {
+            var environment = ["METERGW_NOW": "1795595400", "USER": "clerk"]
+            if let crashAt { environment["METERGW_CRASH_AT"] = crashAt }
+            return try CLI.run(arguments + ["--url", self.url], environment: environment)
+        }
+        for arguments in [["tariff", "add", "--name", "flat", "--price", "0.50", "--valid-from", "2020-01-01"],
+                          ["account", "add", "--name", "Li Wei"], ["meter", "add", serial, "--tariff", "flat"],
+                          ["meter", "assign", serial, "--account", "1"]] {
+            let r = try run(arguments)
+            #expect(r.status == 0, "\(arguments): \(r.stderr)")
+        }
+        try desk.insertBlankCard()
+        let sale = ["sell", "--account", "1", "--amount", "10.00", "--writer", desk.bus, "--keys", desk.keys,
+                    "--request-id", "crash-1", "--json"]
+        let killed = try run(sale, crashAt: point)
+        #expect(killed.status == 9, "\(point): the hook did not fire: \(killed.status) \(killed.stderr)")
+        let retry = try run(sale)
+        #expect(retry.status == 0, "\(point): \(retry.stderr)")
+        let sold = try DeskFlowTests.object(retry)
+        #expect(sold["id"] as? Int == 1 && sold["sequence"] as? Int == 1 && sold["state"] as? String == "written")
+        let list = try run(["purchase", "list", "--json"])
+        let purchases = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [Any])
+        #expect(purchases.count == 1, "\(point): \(list.stdout)")
+        let card = try desk.cardInWriter()
+        #expect(card.cardSerial == 100_001 && card.generation == 1, "\(point)")
+        #expect(card.credit == CardImage.CreditBlock(firstSequence: 1, lastSequence: 1, units: 20_000), "\(point)")
+        let back = try desk.carryCardToMeterAndBack("crash")
+        #expect(back.writeBack?.unitsApplied == 20_000, "\(point)")
+        let upload = ["card", "upload", "--port", desk.bus, "--keys", desk.keys, "--json"]
+        #expect(try run(upload, crashAt: "upload-recorded").status == 9)
+        let again = try DeskFlowTests.object(try run(upload))
+        #expect(again["repeated"] as? Bool == true && again["applied"] as? [Int] == [], "\(point): \(again)")
+        let account = try DeskFlowTests.object(try run(["account", "show", "1", "--json"]))
+        #expect((account["movements"] as? [Any])?.count == 2, "\(point): \(account)")
     }
 
     @Test func theCentralURLComesFromTheEnvironmentAndFailuresSayWhatToDo() throws {
