@@ -31,6 +31,8 @@ public enum StoreError: Error, Hashable, Sendable {
     case unitKindMismatch(meter: String, tariff: String)
     /// A card sale at the centre for a meter whose gateway numbers its purchases (docs/CENTRAL.md).
     case meterServedByGateway(serial: Int64, gateway: String)
+    /// `topup --remote` at the centre for a meter whose gateway delivers its credit (docs/CENTRAL.md).
+    case deliveredByGateway(serial: Int64, gateway: String)
     case purchaseNotFound(String)
     case cardNotFound(serial: Int64)
     /// A card bound to another meter (or account) than the purchase's.
@@ -39,6 +41,8 @@ public enum StoreError: Error, Hashable, Sendable {
     case invalidTransition(purchase: Int64, from: String, to: String)
     /// The request id was used before for a different sale: the first purchase stands, this one is refused.
     case requestConflict(requestID: String, purchaseID: Int64)
+    /// The request id was used by a remote order sold at the centre (`central sell`): one space for both.
+    case requestUsedByOrder(requestID: String, orderID: Int64)
     /// A bank reference imported before.
     case duplicatePayment(reference: String)
     /// A card image whose MACs do not verify, or that is not a written-back user card.
@@ -116,12 +120,19 @@ public enum StoreError: Error, Hashable, Sendable {
             "meter \(serial) is served by gateway \(gateway), which numbers its purchases and keeps its cards: sell "
                 + "its credit here with --remote (the gateway delivers it), or sell, upload or replace its card at "
                 + "that gateway's desk"
+        case .deliveredByGateway(let serial, let gateway):
+            "meter \(serial) is served by gateway \(gateway), which delivers its remote credit (and numbers its "
+                + "purchases): nothing was sold or sent; see where its credit stands with `metergw sync status --url` "
+                + "and `metergw purchase list --account A --url`"
         case .purchaseNotFound(let id): "no purchase \(id)"
         case .cardNotFound(let serial): "no card \(serial)"
         case .cardForAnotherMeter(let card, let meter): "card \(card) belongs to another meter than \(meter)"
         case .invalidTransition(let id, let from, let to): "purchase \(id) is \(from): it cannot become \(to)"
         case .requestConflict(let request, let purchase):
             "request id \(request) was already used for purchase \(purchase) with other parameters"
+        case .requestUsedByOrder(let request, let order):
+            "request id \(request) was already used for the central store's remote order \(order) (central sell): "
+                + "use a new request id for a new sale"
         case .duplicatePayment(let reference): "bank reference \(reference) was imported before"
         case .forgedWriteBack(let why): "card write-back refused: \(why)"
         case .notACardImage(let why): "not a card image: \(why)"

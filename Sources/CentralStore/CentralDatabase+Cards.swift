@@ -194,7 +194,8 @@ extension CentralDatabase {
     }
 
     /// The meter (its row locked by the caller) confirmed every purchase up to `sequence`: each pending one becomes
-    /// `applied` once, a cancelled one is logged as a void passed, as on SQLite.
+    /// `applied` once, a cancelled one is logged as a void passed, as on SQLite. The purchases are locked too: a
+    /// cancel at the same moment (which locks its account and purchase, not the meter) is either seen or waits.
     func markApplied(_ c: PostgresConnection, meter: Meter, upTo sequence: Int64, source: String, by actor: Actor)
         async throws -> [Purchase]
     {
@@ -207,7 +208,7 @@ extension CentralDatabase {
         var applied: [Purchase] = []
         for p in try await self.purchases(c, where: """
             p.meter_id = \(meter.id!) AND p.sequence <= \(sequence) AND p.sequence > \(meter.lastAppliedSequence)
-            ORDER BY p.sequence
+            ORDER BY p.sequence FOR UPDATE
             """) {
             guard p.isPending else {
                 if p.state == .cancelled {

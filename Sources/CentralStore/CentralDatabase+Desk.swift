@@ -253,6 +253,7 @@ extension CentralDatabase: BillingDesk {
         paymentID: Int64?, by actor: Actor
     ) async throws -> BillingDatabase.SaleOutcome {
         try SaleRules.checkRequestID(requestID)
+        try await self.lockRequestID(c, requestID)
         // The account's row is the sale's lock: a second sale (or a repeat of this one) for it waits here
         // and then sees this one committed, as SQLite's single writer would have it.
         var account = try await self.findAccount(c, reference, lock: true)
@@ -261,6 +262,11 @@ extension CentralDatabase: BillingDesk {
                                       mode: mode)
             return BillingDatabase.SaleOutcome(purchase: first, repeated: true, account: account,
                                                meter: try await self.meter(c, id: first.meterId))
+        }
+        // Request ids are one space with the remote orders of `central sell`.
+        if let order = try await self.optional(c, "SELECT id FROM remote_order WHERE request_id = \(requestID)",
+                                               as: Int64.self) {
+            throw StoreError.requestUsedByOrder(requestID: requestID, orderID: order)
         }
         // The meter's row is locked too: its next sequence is decided from the sequences it has.
         let meter = try SaleRules.checkBuyer(account: account, amount: amount, meter: try await self.records(
@@ -483,6 +489,16 @@ extension CentralDatabase: BillingDesk {
 }
 
 extension CentralDatabase {
+    /// Orders the sales of one request id, desk sales and `central sell` alike (one space of request ids): the
+    /// second waits for the first to commit and then sees it. Taken before any row lock.
+    func lockRequestID(_ c: PostgresConnection, _ requestID: String) async throws {
+        try await c.execute("SELECT pg_advisory_xact_lock(\(Self.requestLockClass), hashtext(\(requestID)))",
+                            logger: self.logger)
+    }
+
+    /// The first key of the two-key advisory locks on request ids ("rq").
+    static let requestLockClass: Int32 = 0x7271
+
     /// The gateway that serves a meter (nil: none, the centre numbers its purchases).
     func servingGateway(_ c: PostgresConnection, meterID: Int64) async throws -> (id: Int64, name: String)? {
         var found: (id: Int64, name: String)?

@@ -107,6 +107,9 @@ extension CentralDatabase {
                     throw CentralError.constraint(
                         "no meter with serial \(serial): add it first (metergw meter add --url ...)")
                 }
+                if name != nil {
+                    try await self.refuseCentrePending(connection, meterID: found.id, serial: serial)
+                }
                 try await connection.execute("UPDATE meter SET gateway_id = \(gatewayID) WHERE id = \(found.id)",
                                              logger: self.logger)
                 try await self.audit(connection, actor, "meter.gateway", "meter", found.id,
@@ -117,6 +120,30 @@ extension CentralDatabase {
             }
             return out
         }
+    }
+}
+
+extension CentralDatabase {
+    /// A gateway numbers its meters' purchases from its own sequence: credit the centre numbered for a meter no
+    /// gateway served (and not yet applied) would collide with it, or never reach the meter. It must be delivered
+    /// (`topup --remote --url`, or its card) or cancelled before the meter goes under a gateway.
+    func refuseCentrePending(_ c: PostgresConnection, meterID: Int64, serial: UInt32) async throws {
+        var pending: [(id: Int64, sequence: Int64, state: String)] = []
+        for try await row in try await c.query("""
+            SELECT id, sequence, state FROM purchase
+            WHERE meter_id = \(meterID) AND remote_order_id IS NULL AND sequence IS NOT NULL
+                AND state IN ('created', 'written', 'queued')
+            ORDER BY sequence
+            """, logger: self.logger).decode((Int64, Int64, String).self) {
+            pending.append(row)
+        }
+        guard !pending.isEmpty else { return }
+        let list = pending.map { "\($0.id) (sequence \($0.sequence), \($0.state))" }.joined(separator: ", ")
+        throw CentralError.constraint(
+            "meter \(serial) has purchases numbered by the centre that it has not applied: \(list); a gateway would "
+                + "number its purchases from its own sequence: deliver them first (`metergw topup --remote --url … "
+                + "--account A --port PORT`, or the customer's card) or cancel them (`metergw purchase cancel ID "
+                + "--url …`), then assign the meter")
     }
 }
 

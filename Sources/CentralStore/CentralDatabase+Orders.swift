@@ -53,6 +53,7 @@ extension CentralDatabase {
         }
         guard amount.amountMinor > 0 else { throw .constraint("the amount paid must be more than zero") }
         return try await self.transaction { connection in
+            try await self.lockRequestID(connection, requestID)
             let meterRows = try await connection.query("""
                 SELECT m.id, m.unit_kind, g.name, a.id, a.state, a.currency, t.currency
                 FROM meter m JOIN tariff t ON t.id = m.tariff_id
@@ -72,6 +73,13 @@ extension CentralDatabase {
             let currency = accountCurrency ?? tariffCurrency
             guard amount.currency.code == currency else {
                 throw CentralError.constraint("meter \(meterSerial) is sold in \(currency), not \(amount.currency.code)")
+            }
+            // Request ids are one space with the desk's sales (`sell --url`, whose remote sales record an order too).
+            let sold = try await Self.scalar(connection.query(
+                "SELECT id FROM purchase WHERE request_id = \(requestID)", logger: self.logger), as: Int64.self)
+            if let sold {
+                throw CentralError.constraint("request id \(requestID) was used for purchase \(sold), sold at the "
+                                              + "desk: use a new request id for a new sale")
             }
             if let first = try await self.order(connection, requestID: requestID) {
                 guard first.meterSerial == meterSerial, first.units == Int64(units.count),

@@ -14,6 +14,7 @@ enum CentralSchema {
         Migration(name: "c3-downlink", sql: c3Downlink),
         Migration(name: "c4-refusals", sql: c4Refusals),
         Migration(name: "c5-desk", sql: c5Desk),
+        Migration(name: "c6-delivery", sql: c6Delivery),
     ]
 
     /// Money in minor units, units in Wh or litres, times in Unix seconds: all bigint, never float.

@@ -15,7 +15,8 @@ import Prepaid
 /// Run it with the bus to itself (inside ``MeterDriver/onBus(_:)`` for async callers), so nothing else talks to
 /// the meter between the read and the send.
 public struct CreditDelivery: Sendable {
-    public let store: BillingDatabase
+    /// The gateway's SQLite store, or the central store for a meter no gateway serves (`topup --remote --url`).
+    public let store: any CreditLedger
     public let keys: IssuerKeys
     /// Who the audit log names ("gateway", the clerk).
     public let operatorName: String
@@ -24,7 +25,7 @@ public struct CreditDelivery: Sendable {
     /// A named point where a test may kill the process (`credit-read`, `credit-answered`, `credit-marked`).
     public let crashHook: (@Sendable (String) -> Void)?
 
-    public init(store: BillingDatabase, keys: IssuerKeys, operatorName: String, now: @escaping @Sendable () -> Int64,
+    public init(store: any CreditLedger, keys: IssuerKeys, operatorName: String, now: @escaping @Sendable () -> Int64,
                 crashHook: (@Sendable (String) -> Void)? = nil) {
         self.store = store
         self.keys = keys

@@ -16,6 +16,9 @@ protocol ReceiveFramer {
     var bufferedByteCount: Int { get }
     /// Bytes the frame in progress still needs where its length is known (at least 1).
     var neededBytes: Int { get }
+    /// The whole answer's length where known before it arrives (from the request, or the last answer to the same
+    /// command).
+    var expectedLength: Int? { get }
     mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool)
     /// The next frame or skipped run, considering that the line has been silent until `now`.
     mutating func next(now: ContinuousClock.Instant) -> ReceivedItem<Received>?
@@ -122,7 +125,12 @@ extension BusLink {
             let readDeadline: ContinuousClock.Instant
             if let last = lastByteAt, framer.bufferedByteCount > 0 || echo.heldCount > 0 {
                 // A frame (or our echo) has started: wait for the bytes it still needs.
-                let needed = echo.heldCount > 0 ? echo.missing : framer.neededBytes
+                // Bytes held as a possible echo may be the answer's own start (the native preamble, Modbus's
+                // address and function): sleep for whichever is longer, the rest of the echo or of the answer.
+                // An echo is followed by the whole answer, so the longer sleep never passes the answer's end,
+                // and it saves a wake-up where the bus does not echo.
+                let needed = echo.heldCount > 0
+                    ? max(echo.missing, (framer.expectedLength ?? 0) - echo.heldCount) : framer.neededBytes
                 let completeBy = last + self.characters(needed) + endSilence
                 if now >= completeBy {
                     if echo.heldCount > 0 {

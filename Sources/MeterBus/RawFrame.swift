@@ -132,6 +132,7 @@ struct RawReceiver: ReceiveFramer {
 
     let frameEndSilence: Duration?
     var maxRead: Int { 512 }
+    var expectedLength: Int? { self.isModbus ? self.modbus.expectedLength : nil }
 
     mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool) {
         guard !bytes.isEmpty else { return }

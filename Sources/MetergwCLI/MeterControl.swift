@@ -256,6 +256,8 @@ struct Topup: ParsableCommand {
             this one and marks each applied on "applied" or "already applied". After a lost answer it reads the \
             last applied sequence again before deciding anything; run the same command again to finish. The meter \
             is addressed by --meter, else by the bus address recorded for it (meter add --address), else by serial.
+            With --url (the central store) it delivers the centre's purchases of a meter that no gateway serves; \
+            a meter a gateway serves is refused before anything is sold (its gateway delivers its credit).
             Exit status 0 applied or already applied; 76 refused (with the reason); 69 no answer (nothing lost: \
             the purchase stays queued).
             """)
@@ -286,7 +288,7 @@ struct Topup: ParsableCommand {
     @Option(help: "Idempotency key of the sale (with --amount).")
     var requestId: String?
 
-    @OptionGroup var store: StoreOptions
+    @OptionGroup var desk: DeskOptions
 
     func validate() throws {
         if self.remote {

@@ -1,4 +1,5 @@
 import BillingStore
+import CentralStore
 import Foundation
 import Gateway
 import KeyStore
@@ -8,16 +9,33 @@ import Prepaid
 
 /// `metergw topup --remote`: a store purchase delivered over the bus (docs/STORE.md "Remote top-up"), by the same
 /// ``CreditDelivery`` the gateway's credit queue uses: the meter's last applied sequence is read first, always,
-/// and only what it does not have is sent, in sequence order.
+/// and only what it does not have is sent, in sequence order. On the central store (`--url`) it delivers the
+/// centre's purchases of a meter no gateway serves; a meter a gateway serves is refused before anything is sold
+/// (its gateway numbers and delivers its credit).
 struct RemoteTopup {
     let command: Topup
 
     func run() throws {
-        let db = try self.command.store.open()
-        let actor = self.command.store.actor
+        switch try self.command.desk.choice() {
+        case .sqlite:
+            let db = try self.command.desk.store.open()
+            try self.deliver(desk: db, ledger: db, central: nil)
+        case .central(let url):
+            let db = try Self.wait { try await CentralDatabase.connect(url) }
+            defer { Blocking.wait { await db.close() } }
+            try Self.wait { try await db.requireCurrentSchema() }
+            try self.deliver(desk: db, ledger: CentralCreditLedger(db: db), central: db)
+        }
+    }
+
+    private func deliver(desk: any BillingDesk, ledger: any CreditLedger, central: CentralDatabase?) throws {
+        let actor = self.command.desk.actor
         let account = self.command.account!
-        let detail = try StoreCLI.run { try db.account(account) }
+        let detail = try Self.wait { try await desk.account(account) }
         guard let meter = detail.meter else { throw StoreCLI.error(.accountHasNoMeter(detail.account.id!)) }
+        if let central, let gateway = try Self.wait({ try await central.servingGateway(meter: "id:\(meter.id!)") }) {
+            throw StoreCLI.error(.deliveredByGateway(serial: meter.serial, gateway: gateway))
+        }
         let address = self.command.meter?.address
             ?? meter.address.map { .bus(UInt8($0), serial: UInt32(meter.serial)) } ?? .serial(UInt32(meter.serial))
 
@@ -26,10 +44,13 @@ struct RemoteTopup {
         if let amount = self.command.amount {
             let money = try StoreCLI.run { try Amount.parse(amount, currency: StoreCurrency.named(detail.account.currency)) }
             let requestID = self.command.requestId ?? UUID().uuidString.lowercased()
-            sold = try StoreCLI.run { try db.sell(account: account, amount: money, requestID: requestID, mode: .remote, by: actor) }
+            sold = try Self.wait {
+                try await desk.sell(account: account, amount: money, requestID: requestID, mode: .remote, by: actor)
+            }
             CrashHook.reach("topup-sold")
         }
-        let all = try StoreCLI.run { try db.purchases(account: String(detail.account.id!)) }
+        let accountID = String(detail.account.id!)
+        let all = try Self.wait { try await desk.purchases(account: accountID) }
             .filter { $0.meterId == meter.id }.sorted { $0.sequence < $1.sequence }
         guard let target = sold?.purchase ?? all.last(where: { $0.state == .queued }) else {
             throw CLIError(.notFound, "account \(account) has no queued purchase: give --amount to sell one")
@@ -45,7 +66,7 @@ struct RemoteTopup {
 
         // Read the meter's last applied sequence, confirm what it has, send the rest in order (CreditDelivery).
         let delivery = CreditDelivery(
-            store: db, keys: keys, operatorName: actor.name, now: { StoreCLI.now },
+            store: ledger, keys: keys, operatorName: actor.name, now: { StoreCLI.now },
             crashHook: { point in if point == "credit-answered" { CrashHook.reach("topup-sent") } })
         let outcome: CreditDelivery.Outcome
         do {
@@ -69,7 +90,8 @@ struct RemoteTopup {
         let sent = outcome.sent.map { ($0.purchase, $0.applied) }
         let confirmed = outcome.confirmed
 
-        let final = try StoreCLI.run { try db.purchase(target.id!) }
+        let targetID = target.id!
+        let final = try Self.wait { try await desk.purchase(targetID) }
         if self.command.bus.json {
             var object = StoreCLI.purchaseJSON(final, repeated: sold?.repeated)
             if case .object(var members) = object {
@@ -92,5 +114,50 @@ struct RemoteTopup {
             }
             Output.line("purchase \(final.id!): \(final.state.rawValue)")
         }
+    }
+
+    /// An async store call from this synchronous command, its typed error mapped to an exit status.
+    static func wait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let result = Blocking.wait { () async -> Result<T, any Error> in
+            do { return .success(try await body()) } catch { return .failure(error) }
+        }
+        switch result {
+        case .success(let value): return value
+        case .failure(let error as StoreError): throw StoreCLI.error(error)
+        case .failure(let error as CentralError): throw CentralCLI.cliError(error)
+        case .failure(let error): throw error
+        }
+    }
+}
+
+/// The central store as `CreditDelivery`'s synchronous ledger: each call waits for the async one on the command's
+/// single connection (the command line only waits; the bus is its own).
+struct CentralCreditLedger: CreditLedger {
+    let db: CentralDatabase
+
+    func purchases(meterID: Int64) throws(StoreError) -> [Purchase] {
+        try self.wait { [db] () async throws(StoreError) in try await db.purchases(meterID: meterID) }
+    }
+
+    func markApplied(meter reference: String, upTo sequence: UInt32, source: String, by actor: Actor)
+        throws(StoreError) -> [Purchase]
+    {
+        try self.wait { [db] () async throws(StoreError) in
+            try await db.markApplied(meter: reference, upTo: sequence, source: source, by: actor)
+        }
+    }
+
+    func refuseCentralPurchase(_ id: Int64, reason: String, by actor: Actor) throws(StoreError) -> Int64? {
+        try self.wait { [db] () async throws(StoreError) in
+            try await db.refuseCentralPurchase(id, reason: reason, by: actor)
+        }
+    }
+
+    private func wait<T: Sendable>(_ body: @escaping @Sendable () async throws(StoreError) -> T) throws(StoreError)
+        -> T
+    {
+        try Blocking.wait { () async -> Result<T, StoreError> in
+            do throws(StoreError) { return .success(try await body()) } catch { return .failure(error) }
+        }.get()
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BillingStore
+import CentralStore
 import Foundation
 import MeterProtocol
 import Prepaid
@@ -45,6 +46,8 @@ struct Sell: ParsableCommand {
         let receipt: Receipt
         let purchase: Purchase
         let balanceMinor: Int64
+        // On the central store: who delivers remote credit (nil: a SQLite store, where the question does not arise).
+        var delivery: CentralDelivery?
         if let writer {
             let (account, amount, actor) = (self.account, self.amount, self.desk.actor)
             let (line, address, keys) = (self.writerLine, self.writerAddress, self.keys)
@@ -64,13 +67,17 @@ struct Sell: ParsableCommand {
         } else {
             card = nil
             let (account, amount, actor) = (self.account, self.amount, self.desk.actor)
-            (outcome, receipt, purchase, balanceMinor) = try self.desk.run { db in
+            (outcome, receipt, purchase, balanceMinor, delivery) = try self.desk.run { db in
                 let detail = try await db.account(account)
                 let money = try Amount.parse(amount, currency: StoreCurrency.named(detail.account.currency))
                 let outcome = try await db.sell(account: account, amount: money, requestID: requestID, mode: .remote,
                                                 by: actor)
+                let delivery = try await (db as? CentralDatabase).asyncMap { central in
+                    CentralDelivery(gateway: try await central.servingGateway(meter: "id:\(outcome.meter.id!)"))
+                }
                 return (outcome, try await db.receipt(purchase: outcome.purchase.id!),
-                        try await db.purchase(outcome.purchase.id!), try await db.account(account).account.balanceMinor)
+                        try await db.purchase(outcome.purchase.id!), try await db.account(account).account.balanceMinor,
+                        delivery)
             }
         }
         if self.json {
@@ -79,6 +86,7 @@ struct Sell: ParsableCommand {
                 members.append(("meter", .int(outcome.meter.serial)))
                 members.append(("accountBalance", StoreCLI.moneyJSON(balanceMinor, outcome.account.currency)))
                 if let card { members.append(("card", card.json)) }
+                if let delivery { members.append(("delivery", delivery.json)) }
                 object = .object(members)
             }
             Output.line(object.rendered())
@@ -93,6 +101,9 @@ struct Sell: ParsableCommand {
                             + "\(card.plan.credit.units) units, read back and verified")
             }
             Output.write(1, receipt.text)
+            if let delivery, delivery.gateway == nil {
+                Output.line(delivery.words(meter: outcome.meter.serial))
+            }
         }
         if let printer {
             do {
@@ -102,6 +113,29 @@ struct Sell: ParsableCommand {
                                + "reprint it by running the same command again (same --request-id)")
             }
         }
+    }
+}
+
+/// Who delivers a remote sale made at the centre: the gateway that serves the meter, or, when none does, the
+/// technician's `topup --remote --url` on the meter's bus (docs/CENTRAL.md).
+struct CentralDelivery: Sendable {
+    var gateway: String?
+
+    var json: JSONValue {
+        .object([("gateway", self.gateway.map { .string($0) } ?? .null),
+                 ("deliveredBy", .string(self.gateway.map { "gateway \($0)" } ?? "metergw topup --remote --url"))])
+    }
+
+    func words(meter serial: Int64) -> String {
+        "no gateway serves meter \(serial): deliver this credit on its bus with `metergw topup --remote --url … "
+            + "--account A --port PORT`"
+    }
+}
+
+extension Optional {
+    fileprivate func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
+        guard let self else { return nil }
+        return try await transform(self)
     }
 }
 
@@ -123,7 +157,7 @@ struct PurchaseCommand: ParsableCommand {
             StoreCLI.emit(json: self.json, .array(all.map { StoreCLI.purchaseJSON($0) })) {
                 ["id     account  sequence  state      paid             units"] + all.map { p in
                     func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
-                    return pad("\(p.id!)", 7) + pad("\(p.accountId)", 9) + pad("\(p.sequence)", 10)
+                    return pad("\(p.id!)", 7) + pad("\(p.accountId)", 9) + pad(p.sequence > 0 ? "\(p.sequence)" : "-", 10)
                         + pad(p.state.rawValue, 11) + pad(StoreCLI.money(p.paidMinor, p.currency), 17)
                         + "\(p.units) \(p.unitSymbol)"
                 }

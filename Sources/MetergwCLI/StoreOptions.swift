@@ -71,7 +71,7 @@ enum StoreCLI {
             status = .notFound
         case .accountClosed, .accountHasBalance, .accountHasPendingPurchases, .accountHasNoMeter, .meterExists,
              .meterAssigned, .meterHasPendingPurchases, .noTariffInForce, .unitKindMismatch, .meterServedByGateway,
-             .cardForAnotherMeter,
+             .deliveredByGateway, .cardForAnotherMeter, .requestUsedByOrder,
              .invalidTransition, .requestConflict, .duplicatePayment:
             status = .refused
         case .forgedWriteBack, .notACardImage, .corrupt:
@@ -126,7 +126,9 @@ enum StoreCLI {
     static func purchaseJSON(_ p: Purchase, repeated: Bool? = nil) -> JSONValue {
         var members: [(String, JSONValue)] = [
             ("id", .int(p.id!)), ("requestId", .string(p.requestId)), ("account", .int(p.accountId)),
-            ("meterId", .int(p.meterId)), ("sequence", .int(p.sequence)), ("mode", .string(p.mode.rawValue)),
+            ("meterId", .int(p.meterId)),
+            // 0: a central remote sale its gateway has not numbered yet.
+            ("sequence", p.sequence > 0 ? .int(p.sequence) : .null), ("mode", .string(p.mode.rawValue)),
             ("state", .string(p.state.rawValue)), ("paid", Self.moneyJSON(p.paidMinor, p.currency)),
             ("balanceUsed", Self.moneyJSON(p.balanceUsedMinor, p.currency)),
             ("fixedCharges", Self.moneyJSON(p.fixedChargesMinor, p.currency)),

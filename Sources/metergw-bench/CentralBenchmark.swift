@@ -7,7 +7,8 @@ import MetergwTestSupport
 /// `metergw-bench central`: sync into a local PostgreSQL (docs/BENCHMARKS.md "Central store"): readings per second
 /// from one gateway's login through `CentralDatabase.ingest` (multi-row inserts under row-level security, one
 /// transaction and acknowledgement per batch), and the catch-up after a day offline of a gateway with 512 meters
-/// read every 15 minutes. The cluster is started for the run with PostgreSQL's durable defaults (fsync on).
+/// read every 15 minutes; then the desk's reports (`metergw report consumption|meters|alarms --url`) over the
+/// days loaded. The cluster is started for the run with PostgreSQL's durable defaults (fsync on).
 enum CentralBenchmark {
     struct Settings: Sendable {
         var readings = 1_000_000
@@ -102,13 +103,47 @@ enum CentralBenchmark {
             precondition(caughtUp == serials.count * 96)
             return (loadTime, (clock.now - start, day.count))
         }
-        let seconds = Double(throughput.components.seconds) + Double(throughput.components.attoseconds) / 1e18
+        // The desk's reports over the days the load covers, as `metergw report ... --url` runs them (best of 3:
+        // the first run also warms the server's cache). Day numbers are local days (the store's UTC offset).
+        let reports = try await CentralDatabase.with(admin) { db in
+            let offset = try await db.utcOffsetSeconds()
+            let first = (1_700_000_000 + offset) / 86400
+            let slots = Int64((settings.readings + serials.count - 1) / serials.count)
+            let last = (1_700_000_000 + (slots - 1) * 900 + offset) / 86400
+            var timings: [(name: String, seconds: Double, rows: Int)] = []
+            func best(_ name: String, _ body: () async throws -> Int) async throws {
+                var fastest = Double.infinity
+                var rows = 0
+                for _ in 0..<3 {
+                    let start = clock.now
+                    rows = try await body()
+                    fastest = min(fastest, Self.seconds(clock.now - start))
+                }
+                timings.append((name, fastest, rows))
+            }
+            try await best("consumption-by-day") {
+                try await db.consumptionRows(fromDay: first, toDay: last, by: .day, progress: nil).count
+            }
+            try await best("consumption-by-month") {
+                try await db.consumptionRows(fromDay: first, toDay: last, by: .month, progress: nil).count
+            }
+            try await best("meters") { try await db.meterRows(fromDay: first, toDay: last, progress: nil).count }
+            try await best("alarms") {
+                try await db.alarmEpisodes(fromDay: first, toDay: last, now: 1_900_000_000, progress: nil).count
+            }
+            return (days: last - first + 1, timings: timings)
+        }
+        let seconds = Self.seconds(throughput)
         let rate = Double(settings.readings) / seconds
-        let catchUpSeconds = Double(catchUp.0.components.seconds) + Double(catchUp.0.components.attoseconds) / 1e18
+        let catchUpSeconds = Self.seconds(catchUp.0)
         if settings.json {
+            let timings = reports.timings.map {
+                "{\"report\":\"\($0.name)\",\"rows\":\($0.rows),\"seconds\":\(String(format: "%.3f", $0.seconds))}"
+            }.joined(separator: ",")
             print("{\"benchmark\":\"central-sync\",\"readings\":\(settings.readings),\"batch\":\(settings.batch),"
                   + "\"readingsPerSecond\":\(Int(rate)),\"catchUpReadings\":\(serials.count * 96),"
-                  + "\"catchUpBatches\":\(catchUp.1),\"catchUpSeconds\":\(String(format: "%.3f", catchUpSeconds))}")
+                  + "\"catchUpBatches\":\(catchUp.1),\"catchUpSeconds\":\(String(format: "%.3f", catchUpSeconds)),"
+                  + "\"reportDays\":\(reports.days),\"reports\":[\(timings)]}")
         } else {
             print("""
                 central sync: \(settings.readings) readings of \(serials.count) meters in batches of \(settings.batch) \
@@ -117,6 +152,17 @@ enum CentralBenchmark {
                 catch-up after a day offline: \(serials.count * 96) readings (\(serials.count) meters x 96) in \
                 \(catchUp.1) batches: \(String(format: "%.3f", catchUpSeconds)) s
                 """)
+            print("desk reports over \(reports.days) days of \(serials.count) meters (\(settings.readings) readings), "
+                  + "best of 3 (target 2 s each, as on SQLite):")
+            for t in reports.timings {
+                let verdict = t.seconds <= 2 ? "ok" : "ABOVE TARGET"
+                print("  \(t.name.padding(toLength: 22, withPad: " ", startingAt: 0)) "
+                      + String(format: "%7.3f s", t.seconds) + "  (\(t.rows) rows; \(verdict))")
+            }
         }
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }

@@ -64,8 +64,8 @@ struct DeskParityTests {
             case let ds as [BillingDatabase.TariffDetail]: String(describing: ds.map(Self.tariff))
             case let r as Receipt: r.text
             case let u as BillingDatabase.UploadOutcome:
-                String(describing: BillingDatabase.UploadOutcome(upload: u.upload, applied: u.applied.map(Self.purchase),
-                                                                 repeated: u.repeated))
+                String(describing: BillingDatabase.UploadOutcome(
+                    upload: u.upload, applied: u.applied.map(Self.purchase), repeated: u.repeated))
             default: String(describing: value)
             }
         }
@@ -442,7 +442,9 @@ struct DeskParityTests {
         await s.add("consumption") {
             try await db.consumptionRows(fromDay: 20_000, toDay: 21_000, by: .day, progress: nil)
         }
-        await s.add("alarms") { try await db.alarmEpisodes(fromDay: 20_000, toDay: 21_000, now: Self.now, progress: nil) }
+        await s.add("alarms") {
+            try await db.alarmEpisodes(fromDay: 20_000, toDay: 21_000, now: Self.now, progress: nil)
+        }
         return s.lines
     }
 

@@ -39,7 +39,8 @@ import Testing
         let result = try Self.install(["--dry-run", "--prefix", root.path])
         #expect(result.status == 0, "\(result.output)")
         let lines = result.output.split(separator: "\n").map(String.init)
-        #expect(lines.contains("would run: swift build -c release --product metergw"), "\(lines)")
+        #expect(lines.contains("would run: swift build -c release --static-swift-stdlib --scratch-path .build-static "
+                               + "--product metergw"), "\(lines)")
         for path in Self.installed {
             let step = lines.first { $0.hasPrefix("would run: install -D -m") && $0.hasSuffix(" \(root.path)/\(path)") }
             #expect(step != nil, "\(path) in \(lines)")

@@ -22,7 +22,8 @@ struct CentralCommandTests {
         let first = try CLI.run(["central", "migrate", "--url", self.url, "--json"])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(try self.json(first.stdout)["applied"] as? [String]
-                    == ["c1-central", "c2-ingest", "c3-downlink", "c4-refusals", "c5-desk"])
+                    == ["c1-central", "c2-ingest", "c3-downlink", "c4-refusals", "c5-desk",
+                        "c6-delivery"])
         // Again, by the environment variable: nothing to do.
         let second = try CLI.run(["central", "migrate"], environment: ["METERGW_CENTRAL_URL": self.url])
         #expect(second.status == 0 && second.stdout.contains("schema up to date"), "\(second.stderr)")

@@ -95,8 +95,12 @@ struct DeskURLTests {
             let local = try self.run(arguments, store: ["--db", self.db])
             let central = try self.run(arguments, store: ["--url", self.url])
             #expect(local.status == central.status, "\(arguments): \(local.stderr) | \(central.stderr)")
-            #expect(local.stdout == central.stdout, "\(arguments)")
+            #expect(local.stdout == Self.withoutDelivery(central.stdout), "\(arguments)")
             #expect(local.stderr == central.stderr, "\(arguments)")
+            if arguments.first == "sell" && central.status == 0 {
+                #expect(central.stdout.contains(arguments.contains("--json")
+                    ? "\"deliveredBy\":\"metergw topup --remote --url\"" : "no gateway serves meter"), "\(arguments)")
+            }
             statuses.append(local.status)
         }
         // The day went as a desk's day goes: the sales sold, the refusals refused with their own statuses.
@@ -122,6 +126,14 @@ struct DeskURLTests {
         #expect(consumption.stdout.contains("-100"), "\(consumption.stdout)")
         let alarms = try self.run(Self.reportCommands[3], store: ["--url", self.url])
         #expect(alarms.stdout.contains("tamper"), "\(alarms.stdout)")
+    }
+
+    /// The centre says who delivers a remote sale (no gateway serves these meters: `topup --remote --url`); a
+    /// SQLite store has nobody else to name. The rest is word for word.
+    static func withoutDelivery(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.hasPrefix("no gateway serves meter ") }.joined(separator: "\n")
+            .replacing(/,"delivery":\{[^}]*\}/, with: "")
     }
 
     static let reportCommands: [[String]] = [
@@ -152,7 +164,12 @@ struct DeskURLTests {
         }
         let admin = try CentralURL(parsing: self.url)
         let name = "deskcli-\(admin.database.replacing("_", with: "-"))"
+        // The centre numbered this meter's credit: it reaches the meter (as `topup --remote` would confirm it, on
+        // both stores alike) before a gateway may serve the meter.
+        let last = UInt32(try store.purchases(meterID: meter).map(\.sequence).max() ?? 0)
+        _ = try store.markApplied(meter: String(serial), upTo: last, source: "remote", by: actor)
         try await CentralDatabase.with(admin) { db in
+            _ = try await db.markApplied(meter: String(serial), upTo: last, source: "remote", by: actor)
             _ = try await db.addGateway(name: name, password: "password-of-\(name)", now: 100)
             try await db.assign(meterSerials: [serial], toGateway: name, by: Actor("test", now: 0))
         }
@@ -236,8 +253,13 @@ struct DeskURLTests {
         #expect(local[16].contains("\"card\":100002") && local[16].contains("\"generation\":2"), "\(local[16])")
         #expect(local[18].contains("\"state\":\"written\"") && local[18].contains("\"state\":\"applied\""))
 
-        // At the centre, once a gateway serves the meter, its card sale is the gateway's.
+        // At the centre, the replacement is held to the meter and uploaded: the last purchase is applied, so the
+        // meter may go to a gateway (not before); then its card sale is the gateway's.
         let (desk, _) = sites[1]
+        _ = try desk.carryCardToMeterAndBack("replacement")
+        let uploaded = try self.run(["card", "upload", "--port", desk.bus, "--keys", desk.keys, "--json"],
+                                    store: ["--url", self.url])
+        #expect(uploaded.status == 0 && uploaded.stdout.contains("\"applied\":[2]"), "\(uploaded.stdout)")
         let admin = try CentralURL(parsing: self.url)
         let name = "cards-\(admin.database.replacing("_", with: "-"))"
         let serial = desk.meterSerial
