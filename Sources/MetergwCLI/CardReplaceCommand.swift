@@ -33,17 +33,17 @@ struct CardReplaceCommand: ParsableCommand {
     func run() throws {
         let issuer = CardIssuer(keys: try KeyFileOption.load(self.keys))
         let (account, resume, actor) = (self.account, self.resume, self.desk.actor)
-        let desk = DeskWriter(session: try self.writer.bus.session(), target: self.writer.target)
-        defer { desk.close() }
+        let cardWriter = DeskWriter(session: try self.writer.bus.session(), target: self.writer.target)
+        defer { cardWriter.close() }
         let (meter, plan, upload) = try self.desk.run { db in
             let detail = try await db.account(account)
             guard let meter = detail.meter else { throw StoreError.accountHasNoMeter(detail.account.id!) }
-            let intake = try await desk.intake(meterSerial: meter.serial, db: db, issuer: issuer, actor: actor)
+            let intake = try await cardWriter.intake(meterSerial: meter.serial, db: db, issuer: issuer, actor: actor)
             let plan = resume ? try await db.activeCardPlan(meter: String(meter.serial), by: actor)
                 : try await db.replaceCard(meter: String(meter.serial), by: actor)
             CrashHook.reach("replace-planned")
             do {
-                try desk.writeVerified(plan.image(issuer: issuer, issueTime: UInt32(clamping: actor.now)),
+                try cardWriter.writeVerified(plan.image(issuer: issuer, issueTime: UInt32(clamping: actor.now)),
                                        insertion: intake.insertion)
             } catch let error as CLIError {
                 throw CLIError(error.status, "\(error.message)\ncard \(plan.cardSerial) (generation "
