@@ -74,9 +74,7 @@ extension BillingDatabase {
             guard let purchase = try Purchase.fetchOne(db, key: id) else {
                 throw StoreError.purchaseNotFound(String(id))
             }
-            guard purchase.mode == .card, purchase.state == .created || purchase.state == .written else {
-                throw StoreError.invalidTransition(purchase: id, from: purchase.state.rawValue, to: "written")
-            }
+            try CardRules.checkPlan(purchase)
             let meter = try Meter.fetchOne(db, key: purchase.meterId)!
             let card = try Self.activeCard(db, meter: meter, accountID: purchase.accountId, by: actor)
             return try Self.plan(db, meter: meter, card: card)
@@ -88,7 +86,7 @@ extension BillingDatabase {
     public func activeCardPlan(meter reference: String, by actor: Actor) throws(StoreError) -> CardPlan {
         try self.write { db in
             let meter = try Self.findMeter(db, reference)
-            guard let accountID = meter.accountId else { throw StoreError.meterNotFound("\(reference) (unassigned)") }
+            let accountID = try CardRules.accountID(of: meter, reference: reference)
             let card = try Self.activeCard(db, meter: meter, accountID: accountID, by: actor)
             return try Self.plan(db, meter: meter, card: card)
         }
@@ -99,12 +97,12 @@ extension BillingDatabase {
     public func replaceCard(meter reference: String, by actor: Actor) throws(StoreError) -> CardPlan {
         try self.write { db in
             let meter = try Self.findMeter(db, reference)
-            guard let accountID = meter.accountId else { throw StoreError.meterNotFound("\(reference) (unassigned)") }
+            let accountID = try CardRules.accountID(of: meter, reference: reference)
             if var old = try Card.filter(Column("meterId") == meter.id && Column("state") == "active").fetchOne(db) {
                 old.state = .replaced
                 try old.update(db)
                 try AuditLog.append(db, operator: actor.name, action: "card.replaced", entity: "card", id: old.id,
-                                    now: actor.now, [("serial", .int(old.serial))])
+                                    now: actor.now, CardRules.replacedDetail(old))
             }
             let card = try Self.activeCard(db, meter: meter, accountID: accountID, by: actor)
             return try Self.plan(db, meter: meter, card: card)
@@ -115,23 +113,23 @@ extension BillingDatabase {
         if let card = try Card.filter(Column("meterId") == meter.id && Column("state") == "active").fetchOne(db) {
             return card
         }
-        let generation = (try Int64.fetchOne(db, sql: "SELECT max(generation) FROM card WHERE meterId = ?",
-                                             arguments: [meter.id]) ?? 0) + 1
-        let serial = max(100_000, try Int64.fetchOne(db, sql: "SELECT max(serial) FROM card") ?? 0) + 1
-        var card = Card(id: nil, serial: serial, meterId: meter.id!, accountId: accountID, generation: generation,
-                        state: .active, issuedAt: actor.now)
+        var card = try CardRules.newCard(
+            meter: meter, accountID: accountID,
+            highestGeneration: try Int64.fetchOne(db, sql: "SELECT max(generation) FROM card WHERE meterId = ?",
+                                                  arguments: [meter.id]),
+            highestSerial: try Int64.fetchOne(db, sql: "SELECT max(serial) FROM card"), by: actor)
         try card.insert(db)
         try AuditLog.append(db, operator: actor.name, action: "card.issue", entity: "card", id: card.id, now: actor.now,
-                            [("serial", .int(serial)), ("meter", .int(meter.serial)), ("generation", .int(generation))])
+                            CardRules.issueDetail(card, meterSerial: meter.serial))
         return card
     }
 
     static func plan(_ db: Database, meter: Meter, card: Card) throws -> CardPlan {
-        let account = try Account.fetchOne(db, key: card.accountId)!
-        let credit = try Self.pendingCredit(db, meter: meter)
-        return CardPlan(cardSerial: UInt32(card.serial), generation: UInt16(card.generation),
-                        meterSerial: UInt32(meter.serial), keyRevision: UInt8(meter.keyRevision),
-                        accountNumber: UInt64(account.number), unitKind: meter.units, credit: credit?.block ?? .none)
+        let pending = try Purchase.filter(
+            Column("meterId") == meter.id && ["created", "written", "queued"].contains(Column("state"))
+        ).order(Column("sequence")).fetchAll(db)
+        return try CardRules.plan(meter: meter, card: card, account: try Account.fetchOne(db, key: card.accountId)!,
+                                  pending: pending)
     }
 
     // MARK: Cards brought back
@@ -143,53 +141,31 @@ extension BillingDatabase {
         public var applied: [Purchase]
         /// The same image was recorded before: nothing changed.
         public var repeated: Bool
+
+        public init(upload: CardUpload, applied: [Purchase], repeated: Bool) {
+            self.upload = upload
+            self.applied = applied
+            self.repeated = repeated
+        }
     }
 
     /// Records a card brought back from its meter: checks both MACs with `issuer` (a forged or altered write-back is
     /// refused), then in one transaction stores the image, the meter's register as a reading, its alarms, and
     /// confirms the purchases the meter reports applied. The same image twice is recorded once.
     public func recordUpload(image: [UInt8], issuer: CardIssuer, by actor: Actor) throws(StoreError) -> UploadOutcome {
-        let card: CardImage
-        do {
-            card = try CardImage(bytes: image)
-        } catch {
-            throw .notACardImage(error.explanation)
-        }
-        guard card.type == .user else { throw .notACardImage("a \(card.type.name) card carries no account's credit") }
-        guard issuer.issuerMACVerifies(image) == true else {
-            throw .forgedWriteBack("the issuer MAC does not verify: not a card of this issuer, or altered")
-        }
-        guard let back = card.writeBack else {
-            throw .forgedWriteBack("the card carries no write-back: insert it into its meter first")
-        }
-        guard issuer.meterMACVerifies(image) == true else {
-            throw .forgedWriteBack("the meter MAC does not verify: the write-back was not written by meter "
-                                   + "\(back.meterSerial), or was altered")
-        }
-        guard back.meterSerial == card.meterSerial else {
-            throw .forgedWriteBack("written back by meter \(back.meterSerial), but the card is for \(card.meterSerial)")
-        }
+        let (card, back) = try CardRules.verifyUpload(image, issuer: issuer)
         return try self.write { db in
             let meter = try Self.findMeter(db, String(card.meterSerial))
             let cardRow = try Card.filter(Column("serial") == Int64(card.cardSerial)).fetchOne(db)
-            if let cardRow, cardRow.meterId != meter.id {
-                throw StoreError.cardForAnotherMeter(cardSerial: cardRow.serial, meterSerial: meter.serial)
-            }
+            try CardRules.checkUploadCard(cardRow, meter: meter)
             if let first = try CardUpload.filter(Column("image") == Data(image)).fetchOne(db) {
                 return UploadOutcome(upload: first, applied: [], repeated: true)
             }
-            var upload = CardUpload(
-                id: nil, image: Data(image), cardSerial: Int64(card.cardSerial), cardId: cardRow?.id, meterId: meter.id!,
-                outcome: Int64(back.outcome.rawValue), refusal: Int64(back.refusalCode),
-                refusalDetail: Int64(back.refusalDetail), lastAppliedSequence: Int64(back.lastAppliedSequence),
-                unitsApplied: Int64(back.unitsApplied), register: Int64(clamping: back.registerUnits),
-                credit: back.creditUnits, meterTime: Int64(back.meterTime), alarms: Int64(back.alarms.rawValue),
-                uploadedAt: actor.now, operator: actor.name)
+            var upload = CardRules.upload(image: image, card: card, back: back, meter: meter, cardID: cardRow?.id,
+                                          by: actor)
             try upload.insert(db)
             try AuditLog.append(db, operator: actor.name, action: "card.upload", entity: "cardUpload", id: upload.id,
-                                now: actor.now, [("card", .int(upload.cardSerial)), ("meter", .int(meter.serial)),
-                                                 ("lastApplied", .int(upload.lastAppliedSequence)),
-                                                 ("outcome", .string(back.outcome.name))])
+                                now: actor.now, CardRules.uploadDetail(upload, back: back, meterSerial: meter.serial))
             _ = try Self.insertReadings(db, [ReadingInput(meterID: meter.id!, time: upload.meterTime,
                                                           register: upload.register, credit: upload.credit)],
                                         source: "card")

@@ -143,8 +143,8 @@ extension BillingDatabase {
     static func insertAlarm(_ db: Database, _ alarm: AlarmInput, source: String) throws -> Bool {
         let previous = try Int64.fetchOne(db, sql: """
             SELECT alarms FROM alarm WHERE meterId = ? AND time < ? ORDER BY time DESC LIMIT 1
-            """, arguments: [alarm.meterID, alarm.time]) ?? 0
-        guard previous != alarm.alarms else { return false }
+            """, arguments: [alarm.meterID, alarm.time])
+        guard CardRules.alarmChanged(previous: previous, alarms: alarm.alarms) else { return false }
         try db.execute(sql: """
             INSERT INTO alarm (meterId, time, alarms, source) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING
             """, arguments: [alarm.meterID, alarm.time, alarm.alarms, source])

@@ -105,17 +105,11 @@ extension BillingDatabase {
             guard let purchase = try Purchase.fetchOne(db, key: id) else {
                 throw StoreError.purchaseNotFound(String(id))
             }
-            guard let card = try Card.filter(Column("serial") == Int64(cardSerial)).fetchOne(db) else {
-                throw StoreError.cardNotFound(serial: Int64(cardSerial))
-            }
+            let card = try Card.filter(Column("serial") == Int64(cardSerial)).fetchOne(db)
             let meter = try Meter.fetchOne(db, key: purchase.meterId)!
-            guard card.meterId == purchase.meterId, card.accountId == purchase.accountId,
-                  card.generation == Int64(generation), card.state == .active
-            else { throw StoreError.cardForAnotherMeter(cardSerial: card.serial, meterSerial: meter.serial) }
-            if purchase.state == .written && purchase.cardId == card.id { return [purchase] }
-            guard purchase.mode == .card, purchase.state == .created else {
-                throw StoreError.invalidTransition(purchase: id, from: purchase.state.rawValue, to: "written")
-            }
+            guard try CardRules.checkWritten(purchase, card: card, cardSerial: cardSerial, generation: generation,
+                                             meter: meter), let card
+            else { return [purchase] }
             var written: [Purchase] = []
             for var p in try Purchase.filter(
                 Column("meterId") == purchase.meterId && Column("state") == "created"
@@ -126,7 +120,7 @@ extension BillingDatabase {
                 p.writtenAt = actor.now
                 try p.update(db, columns: ["state", "cardId", "writtenAt"])
                 try AuditLog.append(db, operator: actor.name, action: "purchase.written", entity: "purchase", id: p.id,
-                                    now: actor.now, [("card", .int(card.serial)), ("generation", .int(card.generation))])
+                                    now: actor.now, CardRules.writtenDetail(card))
                 written.append(p)
             }
             return written
@@ -148,17 +142,10 @@ extension BillingDatabase {
     static func markApplied(_ db: Database, meter: Meter, upTo sequence: Int64, source: String, by actor: Actor)
         throws -> [Purchase]
     {
-        guard ["card", "remote", "reading"].contains(source) else {
-            throw StoreError.invalidArgument("source is card, remote or reading")
-        }
-        let allocated = try Int64.fetchOne(db, sql: "SELECT max(sequence) FROM purchase WHERE meterId = ?",
-                                           arguments: [meter.id]) ?? meter.sequenceBase
-        guard sequence <= max(allocated, meter.sequenceBase) else {
-            throw StoreError.invalidArgument(
-                "meter \(meter.serial) reports sequence \(sequence) applied, but this store sold only up to "
-                    + "\(allocated): is it bound to another desk?")
-        }
-        guard sequence > meter.lastAppliedSequence else { return [] }
+        let highest = try Int64.fetchOne(db, sql: "SELECT max(sequence) FROM purchase WHERE meterId = ?",
+                                         arguments: [meter.id])
+        guard try CardRules.checkApplied(meter: meter, upTo: sequence, highestSequence: highest, source: source)
+        else { return [] }
         try db.execute(sql: "UPDATE meter SET lastAppliedSequence = ? WHERE id = ?", arguments: [sequence, meter.id])
         var applied: [Purchase] = []
         for var p in try Purchase.filter(
@@ -168,7 +155,7 @@ extension BillingDatabase {
                 if p.state == .cancelled {
                     // A cancelled purchase is a void (zero units) for the meter; it must never carry units to it.
                     try AuditLog.append(db, operator: actor.name, action: "purchase.void-confirmed", entity: "purchase",
-                                        id: p.id, now: actor.now, [("source", .string(source))])
+                                        id: p.id, now: actor.now, CardRules.voidConfirmedDetail(source: source))
                 }
                 continue
             }
@@ -177,7 +164,7 @@ extension BillingDatabase {
             p.appliedSource = source
             try p.update(db, columns: ["state", "appliedAt", "appliedSource"])
             try AuditLog.append(db, operator: actor.name, action: "purchase.applied", entity: "purchase", id: p.id,
-                                now: actor.now, [("source", .string(source)), ("upTo", .int(sequence))])
+                                now: actor.now, CardRules.appliedDetail(source: source, upTo: sequence))
             applied.append(p)
         }
         return applied

@@ -33,6 +33,8 @@ public protocol BillingDesk: Sendable {
     func meter(_ reference: String) async throws(StoreError) -> Meter
     /// The credit that has not reached the meter yet, as one block (nil when nothing is pending).
     func pendingCreditBlock(meter reference: String) async throws(StoreError) -> BillingDatabase.PendingCredit?
+    /// Changes a meter's tariff (for its next sales); the tariff must sell the meter's unit.
+    func setTariff(_ meterReference: String, tariff: String, by actor: Actor) async throws(StoreError) -> Meter
 
     // MARK: Tariffs
     func addTariff(_ tariff: Tariff, validFrom: Int64, utcOffsetSeconds: Int32, by actor: Actor)
@@ -52,6 +54,23 @@ public protocol BillingDesk: Sendable {
     func purchases(account: String?) async throws(StoreError) -> [Purchase]
     /// The receipt of a purchase (a reprint shows its state now).
     func receipt(purchase id: Int64) async throws(StoreError) -> Receipt
+
+    // MARK: Cards (docs/STORE.md "Card sales", "Cards brought back"; the rules: `CardRules`)
+
+    /// The card for a card purchase (the meter's active card, or a new one) and the credit block it must carry.
+    func cardPlan(purchase id: Int64, by actor: Actor) async throws(StoreError) -> BillingDatabase.CardPlan
+    /// The meter's active card (a new one when it has none) with everything pending: to write it again.
+    func activeCardPlan(meter reference: String, by actor: Actor) async throws(StoreError)
+        -> BillingDatabase.CardPlan
+    /// A replacement for a lost card: the active card replaced, a new serial with the next generation.
+    func replaceCard(meter reference: String, by actor: Actor) async throws(StoreError) -> BillingDatabase.CardPlan
+    /// The card was written and read back: every `created` purchase of the meter up to this one is `written`.
+    func markWritten(purchase id: Int64, cardSerial: UInt32, generation: UInt16, by actor: Actor)
+        async throws(StoreError) -> [Purchase]
+    /// A card brought back from its meter, MACs checked with `issuer`: the upload, its reading and alarms, the
+    /// purchases it confirms applied. The same image twice is recorded once.
+    func recordUpload(image: [UInt8], issuer: CardIssuer, by actor: Actor) async throws(StoreError)
+        -> BillingDatabase.UploadOutcome
 
     // MARK: Payments and reports
     /// Imports bank payments, each in its own transaction (one bad row does not block the others): a queued

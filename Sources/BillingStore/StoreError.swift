@@ -117,8 +117,9 @@ public enum StoreError: Error, Hashable, Sendable {
         case .noTariffInForce(let name, let time): "tariff \(name) has no version valid at \(time)"
         case .unitKindMismatch(let meter, let tariff): "the meter counts \(meter) but the tariff sells \(tariff)"
         case .meterServedByGateway(let serial, let gateway):
-            "meter \(serial) is served by gateway \(gateway), which numbers its purchases: sell its credit here "
-                + "with --remote (the gateway delivers it), or sell the card at that gateway's desk"
+            "meter \(serial) is served by gateway \(gateway), which numbers its purchases and keeps its cards: sell "
+                + "its credit here with --remote (the gateway delivers it), or sell, upload or replace its card at "
+                + "that gateway's desk"
         case .deliveredByGateway(let serial, let gateway):
             "meter \(serial) is served by gateway \(gateway), which delivers its remote credit (and numbers its "
                 + "purchases): nothing was sold or sent; see where its credit stands with `metergw sync status --url` "

@@ -41,40 +41,8 @@ extension CentralDatabase {
             if let gateway = try await self.servingGateway(c, meterID: meter.id!) {
                 throw StoreError.deliveredByGateway(serial: meter.serial, gateway: gateway.name)
             }
-            let upTo = Int64(sequence)
-            let allocated = try await self.optional(
-                c, "SELECT max(sequence) FROM purchase WHERE meter_id = \(meter.id!)", as: Int64.self)
-                ?? meter.sequenceBase
-            guard upTo <= max(allocated, meter.sequenceBase) else {
-                throw StoreError.invalidArgument(
-                    "meter \(meter.serial) reports sequence \(upTo) applied, but this store sold only up to "
-                        + "\(allocated): is it bound to another desk?")
-            }
-            guard upTo > meter.lastAppliedSequence else { return [] }
-            try await c.execute("UPDATE meter SET last_applied_sequence = \(upTo) WHERE id = \(meter.id!)",
-                                logger: self.logger)
-            var applied: [Purchase] = []
-            for p in try await self.purchases(c, where: """
-                p.meter_id = \(meter.id!) AND p.sequence > \(meter.lastAppliedSequence) AND p.sequence <= \(upTo)
-                ORDER BY p.sequence FOR UPDATE
-                """) {
-                guard p.isPending else {
-                    if p.state == .cancelled {
-                        // A cancelled purchase is a void (zero units) for the meter; it never carries units to it.
-                        try await self.audit(c, actor, "purchase.void-confirmed", "purchase", p.id,
-                                             [("source", .string(source))])
-                    }
-                    continue
-                }
-                try await c.execute("""
-                    UPDATE purchase SET state = 'applied', applied_at = \(actor.now), applied_source = \(source)
-                    WHERE id = \(p.id!)
-                    """, logger: self.logger)
-                try await self.audit(c, actor, "purchase.applied", "purchase", p.id,
-                                     [("source", .string(source)), ("upTo", .int(upTo))])
-                applied.append(try await self.purchase(c, id: p.id!))
-            }
-            return applied
+            // The same rules and audit lines as a card upload's confirmation (`CardRules.checkApplied`).
+            return try await self.markApplied(c, meter: meter, upTo: Int64(sequence), source: source, by: actor)
         }
     }
 

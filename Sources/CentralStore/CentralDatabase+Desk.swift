@@ -144,6 +144,21 @@ extension CentralDatabase: BillingDesk {
         }
     }
 
+    public func setTariff(_ meterReference: String, tariff: String, by actor: Actor) async throws(StoreError)
+        -> Meter
+    {
+        try await self.deskWrite { c in
+            // Locked as a sale locks it: a sale at the same moment prices by the tariff before or after, not both.
+            let meter = try await self.findMeter(c, meterReference, lock: true)
+            let record = try await self.findTariff(c, tariff)
+            try DeskRules.checkTariff(record, forMeterUnit: meter.unitKind)
+            try await c.execute("UPDATE meter SET tariff_id = \(record.id!) WHERE id = \(meter.id!)",
+                                logger: self.logger)
+            try await self.audit(c, actor, "meter.tariff", "meter", meter.id, [("tariff", .string(record.name))])
+            return try await self.meter(c, id: meter.id!)
+        }
+    }
+
     public func meters() async throws(StoreError) -> [Meter] {
         try await self.deskRead { c in
             try await self.records(c, "SELECT to_jsonb(m)::text FROM meter m ORDER BY m.serial", as: Meter.self)

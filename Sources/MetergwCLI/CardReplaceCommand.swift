@@ -19,7 +19,7 @@ struct CardReplaceCommand: ParsableCommand {
             """)
 
     @OptionGroup var writer: CardCommand.WriterOptions
-    @OptionGroup var store: StoreOptions
+    @OptionGroup var desk: DeskOptions
 
     @Option(help: "Account id, or #number.")
     var account: String
@@ -32,35 +32,32 @@ struct CardReplaceCommand: ParsableCommand {
 
     func run() throws {
         let issuer = CardIssuer(keys: try KeyFileOption.load(self.keys))
-        let db = try self.store.open()
-        let actor = self.store.actor
-        let detail = try StoreCLI.run { try db.account(self.account) }
-        guard let meter = detail.meter else { throw StoreCLI.error(.accountHasNoMeter(detail.account.id!)) }
-        let session = try self.writer.bus.session()
-        let desk = DeskWriter(session: session, target: self.writer.target)
-        defer { desk.close() }
-        let intake = try desk.intake(meterSerial: meter.serial, db: db, issuer: issuer, actor: actor)
-        let plan = try StoreCLI.run {
-            self.resume ? try db.activeCardPlan(meter: String(meter.serial), by: actor)
-                : try db.replaceCard(meter: String(meter.serial), by: actor)
-        }
-        CrashHook.reach("replace-planned")
-        do {
-            try desk.writeVerified(plan.image(issuer: issuer, issueTime: UInt32(clamping: actor.now)),
-                                   insertion: intake.insertion)
-        } catch let error as CLIError {
-            throw CLIError(error.status, "\(error.message)\ncard \(plan.cardSerial) (generation \(plan.generation)) "
-                           + "is issued but not written: put a card in the writer and run "
-                           + "metergw card replace --account \(self.account) --resume")
-        }
-        // Card purchases not yet on any card travel on this one.
-        let created = try StoreCLI.run { try db.purchases(account: String(detail.account.id!)) }
-            .filter { $0.meterId == meter.id && $0.mode == .card && $0.state == .created }
-        if let last = created.max(by: { $0.sequence < $1.sequence }) {
-            _ = try StoreCLI.run {
-                try db.markWritten(purchase: last.id!, cardSerial: plan.cardSerial, generation: plan.generation,
-                                   by: actor)
+        let (account, resume, actor) = (self.account, self.resume, self.desk.actor)
+        let cardWriter = DeskWriter(session: try self.writer.bus.session(), target: self.writer.target)
+        defer { cardWriter.close() }
+        let (meter, plan, upload) = try self.desk.run { db in
+            let detail = try await db.account(account)
+            guard let meter = detail.meter else { throw StoreError.accountHasNoMeter(detail.account.id!) }
+            let intake = try await cardWriter.intake(meterSerial: meter.serial, db: db, issuer: issuer, actor: actor)
+            let plan = resume ? try await db.activeCardPlan(meter: String(meter.serial), by: actor)
+                : try await db.replaceCard(meter: String(meter.serial), by: actor)
+            CrashHook.reach("replace-planned")
+            do {
+                try cardWriter.writeVerified(plan.image(issuer: issuer, issueTime: UInt32(clamping: actor.now)),
+                                       insertion: intake.insertion)
+            } catch let error as CLIError {
+                throw CLIError(error.status, "\(error.message)\ncard \(plan.cardSerial) (generation "
+                               + "\(plan.generation)) is issued but not written: put a card in the writer and run "
+                               + "metergw card replace --account \(account) --resume")
             }
+            // Card purchases not yet on any card travel on this one.
+            let created = try await db.purchases(account: String(detail.account.id!))
+                .filter { $0.meterId == meter.id && $0.mode == .card && $0.state == .created }
+            if let last = created.max(by: { $0.sequence < $1.sequence }) {
+                _ = try await db.markWritten(purchase: last.id!, cardSerial: plan.cardSerial,
+                                             generation: plan.generation, by: actor)
+            }
+            return (meter, plan, intake.upload)
         }
         let block: JSONValue = .object([
             ("firstSequence", .int(Int64(plan.credit.firstSequence))),
@@ -70,10 +67,10 @@ struct CardReplaceCommand: ParsableCommand {
             Output.line(JSONValue.object([
                 ("card", .int(Int64(plan.cardSerial))), ("generation", .int(Int64(plan.generation))),
                 ("meter", .int(meter.serial)), ("credit", block),
-                ("upload", intake.upload.map { CardUploadReport.json($0) } ?? .null),
+                ("upload", upload.map { CardUploadReport.json($0) } ?? .null),
             ]).rendered())
         } else {
-            if let upload = intake.upload { for line in CardUploadReport.lines(upload) { Output.line(line) } }
+            if let upload { for line in CardUploadReport.lines(upload) { Output.line(line) } }
             let credit = plan.credit.isEmpty ? "no pending credit"
                 : "purchases \(plan.credit.firstSequence)...\(plan.credit.lastSequence), \(plan.credit.units) units"
             Output.line("wrote replacement card \(plan.cardSerial) (generation \(plan.generation)) for meter "

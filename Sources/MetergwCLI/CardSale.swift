@@ -9,13 +9,13 @@ import Prepaid
 /// then `markWritten`. Every step can be repeated: a retry with the same request id finds the same purchase and
 /// writes the same credit block again.
 struct CardSale {
-    let db: BillingDatabase
+    let db: any BillingDesk
     let actor: Actor
     let issuer: CardIssuer
     let writer: DeskWriter
 
     /// What was written, for the output.
-    struct Written {
+    struct Written: Sendable {
         var plan: BillingDatabase.CardPlan
         var upload: BillingDatabase.UploadOutcome?
         /// The purchase was on a card already (a repeated request): nothing was written.
@@ -33,25 +33,18 @@ struct CardSale {
         }
     }
 
-    init(db: BillingDatabase, actor: Actor, keys: String?, writer: String, line: String, address: UInt8) throws {
-        self.db = db
-        self.actor = actor
-        self.issuer = CardIssuer(keys: try KeyFileOption.load(keys))
-        self.writer = try DeskWriter.open(port: writer, line: line, address: address)
-    }
-
-    func sell(account: String, meter: Meter?, amount: Money, requestID: String) throws
+    /// The writer is this sale's: closed when it ends.
+    func sell(account: String, meter: Meter?, amount: Money, requestID: String) async throws
         -> (BillingDatabase.SaleOutcome, Written)
     {
         defer { self.writer.close() }
         guard let meter else {
-            throw StoreCLI.error(.accountHasNoMeter(try StoreCLI.run { try self.db.account(account) }.account.id!))
+            throw StoreError.accountHasNoMeter(try await self.db.account(account).account.id!)
         }
-        let intake = try self.writer.intake(meterSerial: meter.serial, db: self.db, issuer: self.issuer,
-                                            actor: self.actor)
-        let outcome = try StoreCLI.run {
-            try self.db.sell(account: account, amount: amount, requestID: requestID, mode: .card, by: self.actor)
-        }
+        let intake = try await self.writer.intake(meterSerial: meter.serial, db: self.db, issuer: self.issuer,
+                                                  actor: self.actor)
+        let outcome = try await self.db.sell(account: account, amount: amount, requestID: requestID, mode: .card,
+                                             by: self.actor)
         CrashHook.reach("card-sold")
         let purchase = outcome.purchase
         switch purchase.state {
@@ -59,7 +52,7 @@ struct CardSale {
             break
         case .written, .applied:
             // A repeated request whose card was written before: the credit is on the card already.
-            let plan = try StoreCLI.run { try self.db.activeCardPlan(meter: String(meter.serial), by: self.actor) }
+            let plan = try await self.db.activeCardPlan(meter: String(meter.serial), by: self.actor)
             return (outcome, Written(plan: plan, upload: intake.upload, alreadyWritten: true))
         case .cancelled:
             throw CLIError(.refused, "request \(requestID) is purchase \(purchase.id!), which was cancelled: "
@@ -68,19 +61,19 @@ struct CardSale {
             throw CLIError(.refused, "request \(requestID) is queued purchase \(purchase.id!) (remote)")
         }
         do {
-            let plan = try StoreCLI.run { try self.db.cardPlan(purchase: purchase.id!, by: self.actor) }
+            let plan = try await self.db.cardPlan(purchase: purchase.id!, by: self.actor)
             let image = plan.image(issuer: self.issuer, issueTime: UInt32(clamping: self.actor.now))
             CrashHook.reach("card-planned")
             try self.writer.writeVerified(image, insertion: intake.insertion) { CrashHook.reach("card-written") }
             CrashHook.reach("card-verified")
-            _ = try StoreCLI.run {
-                try self.db.markWritten(purchase: purchase.id!, cardSerial: plan.cardSerial,
-                                        generation: plan.generation, by: self.actor)
-            }
+            _ = try await self.db.markWritten(purchase: purchase.id!, cardSerial: plan.cardSerial,
+                                              generation: plan.generation, by: self.actor)
             CrashHook.reach("card-marked")
             return (outcome, Written(plan: plan, upload: intake.upload, alreadyWritten: false))
-        } catch let error as CLIError {
-            throw CLIError(error.status, "\(error.message)\npurchase \(purchase.id!) (sequence \(purchase.sequence)) "
+        } catch {
+            let cli = (error as? StoreError).map(StoreCLI.error) ?? error as? CLIError
+            guard let cli else { throw error }
+            throw CLIError(cli.status, "\(cli.message)\npurchase \(purchase.id!) (sequence \(purchase.sequence)) "
                            + "is sold but NOT marked written: put the same card in the writer and run the same "
                            + "command again (--request-id \(requestID)); the credit is written once. Do not cancel "
                            + "it before reading the card (metergw card read --keys ...): it may carry the credit.")

@@ -18,20 +18,22 @@ struct CardUploadCommand: ParsableCommand {
             """)
 
     @OptionGroup var writer: CardCommand.WriterOptions
-    @OptionGroup var store: StoreOptions
+    @OptionGroup var desk: DeskOptions
 
     @Option(help: "The metergw key file (default: $XDG_CONFIG_HOME/metergw/keys).")
     var keys: String?
 
     func run() throws {
         let issuer = CardIssuer(keys: try KeyFileOption.load(self.keys))
-        let db = try self.store.open()
-        let image = try self.writer.withSession { s throws(BusError) in
-            try CardCommand.readImage(s, self.writer.target)
-        }.get()
-        CrashHook.reach("upload-read")
-        let outcome = try StoreCLI.run { try db.recordUpload(image: image.data, issuer: issuer, by: self.store.actor) }
-        CrashHook.reach("upload-recorded")
+        let (session, target, actor) = (try self.writer.bus.session(), self.writer.target, self.desk.actor)
+        defer { session.close() }
+        let outcome = try self.desk.run { db in
+            let image = try BusFailure.map { () throws(BusError) in try CardCommand.readImage(session, target) }.get()
+            CrashHook.reach("upload-read")
+            let outcome = try await db.recordUpload(image: image.data, issuer: issuer, by: actor)
+            CrashHook.reach("upload-recorded")
+            return outcome
+        }
         if self.writer.bus.json {
             Output.line(CardUploadReport.json(outcome).rendered())
         } else {

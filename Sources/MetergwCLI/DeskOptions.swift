@@ -71,13 +71,4 @@ struct DeskOptions: ParsableArguments {
         case .failure(let error): throw error
         }
     }
-
-    /// The SQLite store, for what the central store does not do yet (the card writer's flows).
-    func sqlite(for what: String) throws -> BillingDatabase {
-        if case .central = try self.choice() {
-            throw CLIError(.usage, "\(what) works on a SQLite store (--db) only; the central store (--url) does not "
-                           + "do it yet")
-        }
-        return try self.store.open()
-    }
 }

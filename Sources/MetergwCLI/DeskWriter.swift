@@ -7,7 +7,7 @@ import SerialPort
 
 /// The card writer at the billing desk, for the store's card flows (sale, upload, replacement): reads the card in
 /// the slot, and writes an image onto exactly that insertion, then reads it back (docs/PROTOCOL.md §4.3).
-struct DeskWriter {
+struct DeskWriter: Sendable {
     let session: BusSession
     let target: Target
 
@@ -65,7 +65,7 @@ struct DeskWriter {
     /// another customer's), and a card of `meterSerial` that carries a write-back is uploaded first, so the
     /// meter's consumption and confirmations are not lost when the new image overwrites them. Blank or foreign
     /// cards are written over.
-    func intake(meterSerial: Int64, db: BillingDatabase, issuer: CardIssuer, actor: Actor) throws -> Intake {
+    func intake(meterSerial: Int64, db: any BillingDesk, issuer: CardIssuer, actor: Actor) async throws -> Intake {
         let slot = try self.read()
         guard let card = try? CardImage(bytes: slot.data), card.type == .user else {
             return Intake(insertion: slot.insertion, upload: nil)
@@ -76,7 +76,7 @@ struct DeskWriter {
                            + "own card or a blank card in the writer")
         }
         guard card.writeBack != nil else { return Intake(insertion: slot.insertion, upload: nil) }
-        let upload = try StoreCLI.run { try db.recordUpload(image: slot.data, issuer: issuer, by: actor) }
+        let upload = try await db.recordUpload(image: slot.data, issuer: issuer, by: actor)
         return Intake(insertion: slot.insertion, upload: upload)
     }
 }

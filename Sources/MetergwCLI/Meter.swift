@@ -6,8 +6,9 @@ import Prepaid
 /// `metergw meter`: meters in the billing store (not on the bus: `metergw scan` finds those).
 struct MeterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "meter", abstract: "Register meters, list and show them, assign them to accounts.",
-        subcommands: [Add.self, List.self, Show.self, Assign.self])
+        commandName: "meter",
+        abstract: "Register meters, list and show them, assign them to accounts, change their tariff.",
+        subcommands: [Add.self, List.self, Show.self, Assign.self, SetTariff.self])
 
     static func human(_ m: Meter) -> [String] {
         ["meter \(m.serial) (\(m.kind))"] + StoreCLI.table([
@@ -106,6 +107,24 @@ struct MeterCommand: ParsableCommand {
             let meter = try self.desk.run { try await $0.assignMeter(serial, to: account, by: actor) }
             StoreCLI.emit(json: self.json, StoreCLI.meterJSON(meter)) {
                 ["meter \(meter.serial) assigned to account \(meter.accountId!)"]
+            }
+        }
+    }
+
+    struct SetTariff: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-tariff",
+            abstract: "Change a meter's tariff for its next sales (the tariff must sell the meter's unit).")
+        @OptionGroup var desk: DeskOptions
+        @Argument(help: "The meter's serial.") var serial: String
+        @Option(help: "The tariff's name.") var tariff: String
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() throws {
+            let (serial, tariff, actor) = (self.serial, self.tariff, self.desk.actor)
+            let meter = try self.desk.run { try await $0.setTariff(serial, tariff: tariff, by: actor) }
+            StoreCLI.emit(json: self.json, StoreCLI.meterJSON(meter)) {
+                ["meter \(meter.serial) now sells at tariff \(tariff) (id \(meter.tariffId)) from its next sale"]
             }
         }
     }

@@ -41,7 +41,7 @@ struct Sell: ParsableCommand {
 
     func run() throws {
         let requestID = self.requestId ?? UUID().uuidString.lowercased()
-        var card: CardSale.Written?
+        let card: CardSale.Written?
         let outcome: BillingDatabase.SaleOutcome
         let receipt: Receipt
         let purchase: Purchase
@@ -49,19 +49,23 @@ struct Sell: ParsableCommand {
         // On the central store: who delivers remote credit (nil: a SQLite store, where the question does not arise).
         var delivery: CentralDelivery?
         if let writer {
-            let db = try self.desk.sqlite(for: "a card sale (--writer)")
-            let detail = try StoreCLI.run { try db.account(self.account) }
-            let money = try StoreCLI.run {
-                try Amount.parse(self.amount, currency: StoreCurrency.named(detail.account.currency))
+            let (account, amount, actor) = (self.account, self.amount, self.desk.actor)
+            let (line, address, keys) = (self.writerLine, self.writerAddress, self.keys)
+            (outcome, card, receipt, purchase, balanceMinor) = try self.desk.run { db in
+                let detail = try await db.account(account)
+                let money = try Amount.parse(amount, currency: StoreCurrency.named(detail.account.currency))
+                // Refused before the writer's port is touched.
+                guard detail.meter != nil else { throw StoreError.accountHasNoMeter(detail.account.id!) }
+                let issuer = CardIssuer(keys: try KeyFileOption.load(keys))
+                let sale = CardSale(db: db, actor: actor, issuer: issuer,
+                                    writer: try DeskWriter.open(port: writer, line: line, address: address))
+                let (outcome, written) = try await sale.sell(account: account, meter: detail.meter, amount: money,
+                                                             requestID: requestID)
+                return (outcome, written, try await db.receipt(purchase: outcome.purchase.id!),
+                        try await db.purchase(outcome.purchase.id!), try await db.account(account).account.balanceMinor)
             }
-            let sale = try CardSale(db: db, actor: self.desk.actor, keys: self.keys, writer: writer,
-                                    line: self.writerLine, address: self.writerAddress)
-            (outcome, card) = try sale.sell(account: self.account, meter: detail.meter, amount: money,
-                                            requestID: requestID)
-            receipt = try StoreCLI.run { try db.receipt(purchase: outcome.purchase.id!) }
-            purchase = try StoreCLI.run { try db.purchase(outcome.purchase.id!) }
-            balanceMinor = try StoreCLI.run { try db.account(self.account) }.account.balanceMinor
         } else {
+            card = nil
             let (account, amount, actor) = (self.account, self.amount, self.desk.actor)
             (outcome, receipt, purchase, balanceMinor, delivery) = try self.desk.run { db in
                 let detail = try await db.account(account)

@@ -72,6 +72,45 @@ struct CentralDeskTests {
         #expect(detail.pendingPurchases == 17)
     }
 
+    /// Two desks issuing cards at once, for the same meters in opposite orders: each meter gets one card (one
+    /// generation), both desks plan that same card, and every serial is given once across meters.
+    @Test func desksIssuingCardsAtOnceGiveEachSerialOnceAndEachMeterOneCard() async throws {
+        let meters: [UInt32] = (0..<8).map { 30_000_001 + $0 }
+        try await CentralDatabase.with(self.url) { db in
+            try await self.setUp(db)
+            for (i, serial) in meters.enumerated() {
+                _ = try await db.openAccount(name: "Customer \(i)", address: nil, phone: nil, number: nil,
+                                             currency: .cny, by: Self.desk)
+                _ = try await db.addMeter(serial: serial, kind: .electricity, tariff: "flat", bus: nil, address: nil,
+                                          keyRevision: 1, lastApplied: 0, by: Self.desk)
+                _ = try await db.assignMeter(String(serial), to: String(i + 2), by: Self.desk)
+                _ = try await db.sell(account: String(i + 2), amount: Money(minor: 1_000, .cny),
+                                      requestID: "card-\(serial)", mode: .card, by: Self.desk)
+            }
+        }
+        let url = self.url
+        @Sendable func desk(_ order: [UInt32]) async throws -> [UInt32: BillingDatabase.CardPlan] {
+            try await CentralDatabase.with(url) { db in
+                var plans: [UInt32: BillingDatabase.CardPlan] = [:]
+                for serial in order {
+                    plans[serial] = try await db.activeCardPlan(meter: String(serial), by: Self.desk)
+                }
+                return plans
+            }
+        }
+        async let a = desk(meters)
+        async let b = desk(meters.reversed())
+        let (first, second) = try await (a, b)
+        #expect(first == second, "two desks planned different cards for one meter")
+        #expect(Set(first.values.map(\.cardSerial)).count == meters.count, "a serial was given twice")
+        #expect(first.values.allSatisfy { $0.generation == 1 })
+        #expect(Set(first.values.map(\.cardSerial)) == Set((0..<UInt32(meters.count)).map { 100_001 + $0 }))
+        let issued = try await CentralDatabase.with(self.url) { db in
+            try await db.count(db.connection, "SELECT count(*) FROM card")
+        }
+        #expect(issued == Int64(meters.count))
+    }
+
     @Test func aFailureOfTheCentreIsAStoreErrorThatSaysWhatToDo() async throws {
         let errors: [CentralError] = [
             .unreachable(url: "postgres://desk@127.0.0.1:1/billing", detail: "connection refused"),
@@ -227,5 +266,61 @@ struct CentralRemoteSaleTests {
         #expect(states == ["applied", "cancelled", "accepted"])
         #expect(try store.queuedPurchases().map(\.units) == [handedOut.purchase.units])
         #expect(detail.account.balanceMinor == handedOut.purchase.remainderMinor)
+    }
+
+    /// A meter a gateway serves keeps its cards at that gateway: an image the gateway synced is the same upload
+    /// at the centre (UNIQUE image: repeated, nothing changes), and a new one is refused with where to take it.
+    @Test func aServedMetersCardUploadIsTheGatewaysAndAnImageItSyncedIsRepeatedHere() async throws {
+        let north = "cards-\(self.database.replacing("_", with: "-"))"
+        let flat = try Tariff.flat(name: "flat", currency: .cny, unitKind: .wattHours,
+                                   price: Price(majorPerThousandUnits: "0.5283", currency: .cny)!)
+        let keys = IssuerKeys(systemKey: SystemKey(bytes: Array(0..<32))!, issuerID: 1)
+        let issuer = CardIssuer(keys: keys)
+        func broughtBack(cardSerial: UInt32, at time: UInt32) throws -> [UInt8] {
+            let image = issuer.userCard(cardSerial: cardSerial, generation: 1, meterSerial: 20_251_125, revision: 1,
+                                        accountNumber: 10_000_001, unitKind: .wattHours, credit: .none,
+                                        issueTime: time)
+            var meter = PrepaidMeter(serial: 20_251_125, kind: .electricity, issuerID: 1, now: time)
+            return try #require(meter.insertCard(image, keys: keys.meter(serial: 20_251_125, revision: 1),
+                                                 now: time).writtenImage)
+        }
+        let synced = try broughtBack(cardSerial: 7, at: 1_795_000_000)
+        let fresh = try broughtBack(cardSerial: 7, at: 1_795_100_000)
+        try await CentralDatabase.with(self.url) { db in
+            try await db.migrate()
+            _ = try await db.addTariff(flat, validFrom: 0, utcOffsetSeconds: 28800, by: Self.desk)
+            _ = try await db.openAccount(name: "Li Wei", address: nil, phone: nil, number: nil, currency: .cny,
+                                         by: Self.desk)
+            _ = try await db.addMeter(serial: 20_251_125, kind: .electricity, tariff: "flat", bus: nil, address: nil,
+                                      keyRevision: 1, lastApplied: 0, by: Self.desk)
+            _ = try await db.assignMeter("20251125", to: "1", by: Self.desk)
+            _ = try await db.addGateway(name: north, password: "password-of-\(north)", now: 0)
+            try await db.assign(meterSerials: [20_251_125], toGateway: north, by: Actor("test", now: 0))
+        }
+        let back = try CardImage(bytes: synced).writeBack!
+        var extra = SyncBatch.Extra()
+        extra.uploads = [.init(meterSerial: 20_251_125, image: synced, cardSerial: 7,
+                               outcome: Int64(back.outcome.rawValue), refusal: Int64(back.refusalCode),
+                               refusalDetail: Int64(back.refusalDetail), lastApplied: 0, unitsApplied: 0,
+                               register: Int64(back.registerUnits), credit: back.creditUnits,
+                               meterTime: Int64(back.meterTime), alarms: Int64(back.alarms.rawValue),
+                               uploadedAt: 1_795_000_100, operator: "gateway-clerk")]
+        _ = try await CentralDatabase.with(self.gatewayURL(north)) { gw in
+            try await gw.ingest(SyncBatch(fromSequence: 1, toSequence: 1, extra: extra), now: 1_795_000_200)
+        }
+        let (repeated, refusal, rows) = try await CentralDatabase.with(self.url) { db in
+            let repeated = try await db.recordUpload(image: synced, issuer: issuer, by: Self.desk)
+            var refusal: StoreError?
+            do {
+                _ = try await db.recordUpload(image: fresh, issuer: issuer, by: Self.desk)
+            } catch {
+                refusal = error as? StoreError
+            }
+            return (repeated, refusal, try await db.count(db.connection, "SELECT count(*) FROM card_upload"))
+        }
+        #expect(repeated.repeated && repeated.applied.isEmpty)
+        #expect(repeated.upload.image == Data(synced) && repeated.upload.operator == "gateway-clerk")
+        #expect(refusal == .meterServedByGateway(serial: 20_251_125, gateway: north))
+        #expect(rows == 1)
     }
 }

@@ -63,6 +63,9 @@ struct DeskParityTests {
             case let d as BillingDatabase.TariffDetail: String(describing: Self.tariff(d))
             case let ds as [BillingDatabase.TariffDetail]: String(describing: ds.map(Self.tariff))
             case let r as Receipt: r.text
+            case let u as BillingDatabase.UploadOutcome:
+                String(describing: BillingDatabase.UploadOutcome(
+                    upload: u.upload, applied: u.applied.map(Self.purchase), repeated: u.repeated))
             default: String(describing: value)
             }
         }
@@ -306,5 +309,199 @@ struct DeskParityTests {
             $0.hasPrefix("statement of Li Wei: ") && $0.contains("consumption: Optional(150000)")
         })
         #expect(local.contains { $0.hasPrefix("import payments: ") && $0.contains("duplicatePayment") })
+    }
+
+    // MARK: Cards
+
+    static let keys = IssuerKeys(systemKey: SystemKey(bytes: Array(0..<32))!, issuerID: 1)
+    static let issuer = CardIssuer(keys: keys)
+
+    /// `image` held to a fresh model of meter `serial`: what it writes back.
+    static func carried(_ image: [UInt8], toMeter serial: UInt32, at time: Int64) throws -> [UInt8] {
+        var meter = PrepaidMeter(serial: serial, kind: .electricity, issuerID: 1, now: UInt32(time))
+        return try #require(meter.insertCard(image, keys: Self.keys.meter(serial: serial, revision: 1),
+                                             now: UInt32(time)).writtenImage)
+    }
+
+    /// The card flows and a meter's tariff on any store (docs/STORE.md "Card sales", "Cards brought back").
+    static func cardScript(_ db: any BillingDesk) async throws -> [String] {
+        let desk = Self.desk
+        var s = Steps()
+        let flat = try Tariff.flat(name: "flat", currency: .cny, unitKind: .wattHours,
+                                   price: Price(microMinorPerUnit: 500_000))
+        await s.add("tariff household") {
+            try await db.addTariff(Self.tiered, validFrom: 0, utcOffsetSeconds: 28800, by: desk)
+        }
+        await s.add("tariff flat") { try await db.addTariff(flat, validFrom: 0, utcOffsetSeconds: 28800, by: desk) }
+        await s.add("tariff water") {
+            try await db.addTariff(Self.water, validFrom: 0, utcOffsetSeconds: 28800, by: desk)
+        }
+        for (name, number) in [("Li Wei", 10_000_001), ("Wang Fang", 10_000_002)] as [(String, Int64)] {
+            await s.add("open \(name)") {
+                try await db.openAccount(name: name, address: nil, phone: nil, number: number, currency: .cny,
+                                         by: desk)
+            }
+        }
+        for serial: UInt32 in [20_251_125, 20_251_126, 20_251_127] {
+            await s.add("meter \(serial)") {
+                try await db.addMeter(serial: serial, kind: .electricity, tariff: "household", bus: nil, address: nil,
+                                      keyRevision: 1, lastApplied: 0, by: desk)
+            }
+        }
+        await s.add("assign 20251125") { try await db.assignMeter("20251125", to: "1", by: desk) }
+        await s.add("assign 20251126") { try await db.assignMeter("20251126", to: "2", by: desk) }
+
+        // The meter's tariff: changed for its next sales; a tariff of another unit, or none, is refused.
+        await s.add("set tariff flat") { try await db.setTariff("20251125", tariff: "flat", by: desk) }
+        await s.add("set tariff again") { try await db.setTariff("20251125", tariff: "flat", by: desk) }
+        await s.add("set tariff water") { try await db.setTariff("20251125", tariff: "water", by: desk) }
+        await s.add("set tariff none") { try await db.setTariff("20251125", tariff: "none", by: desk) }
+        await s.add("set tariff of no meter") { try await db.setTariff("1", tariff: "flat", by: desk) }
+
+        // A card sale: the plan issues card 100001, the write is marked; a second sale joins the block.
+        await s.add("sell card 1") {
+            try await db.sell(account: "1", amount: Money(minor: 1_000, .cny), requestID: "c1", mode: .card, by: desk)
+        }
+        await s.add("plan 1") { try await db.cardPlan(purchase: 1, by: desk) }
+        await s.add("plan 1 again") { try await db.cardPlan(purchase: 1, by: desk) }
+        await s.add("written on no card") {
+            try await db.markWritten(purchase: 1, cardSerial: 999, generation: 1, by: desk)
+        }
+        await s.add("written on another generation") {
+            try await db.markWritten(purchase: 1, cardSerial: 100_001, generation: 2, by: desk)
+        }
+        await s.add("written 1") { try await db.markWritten(purchase: 1, cardSerial: 100_001, generation: 1, by: desk) }
+        await s.add("written 1 again") {
+            try await db.markWritten(purchase: 1, cardSerial: 100_001, generation: 1, by: desk)
+        }
+        await s.add("sell remote 2") {
+            try await db.sell(account: "1", amount: Money(minor: 700, .cny), requestID: "c2", mode: .remote, by: desk)
+        }
+        await s.add("plan a remote purchase") { try await db.cardPlan(purchase: 2, by: desk) }
+        await s.add("plan no purchase") { try await db.cardPlan(purchase: 99, by: desk) }
+        await s.add("cancel the remote purchase") { try await db.cancel(purchase: 2, by: desk) }
+        await s.add("sell card 3") {
+            try await db.sell(account: "1", amount: Money(minor: 500, .cny), requestID: "c3", mode: .card, by: desk)
+        }
+        let plan3 = try await db.cardPlan(purchase: 3, by: desk)
+        await s.add("plan 3") { plan3 }
+        await s.add("written 3") { try await db.markWritten(purchase: 3, cardSerial: 100_001, generation: 1, by: desk) }
+        await s.add("the other meter's card") {
+            _ = try await db.sell(account: "2", amount: Money(minor: 300, .cny), requestID: "c4", mode: .card,
+                                  by: desk)
+            return try await db.cardPlan(purchase: 4, by: desk)
+        }
+        await s.add("active plan of an unassigned meter") { try await db.activeCardPlan(meter: "20251127", by: desk) }
+        await s.add("active plan") { try await db.activeCardPlan(meter: "20251125", by: desk) }
+        await s.add("written on the other meter's card") {
+            try await db.markWritten(purchase: 3, cardSerial: 100_002, generation: 1, by: desk)
+        }
+
+        // The card comes back from its meter: the upload confirms 1 and 3 (2 was cancelled: a void), once.
+        let image = plan3.image(issuer: Self.issuer, issueTime: UInt32(Self.now))
+        let back = try Self.carried(image, toMeter: 20_251_125, at: Self.now + 3600)
+        await s.add("upload without a write-back") { try await db.recordUpload(image: image, issuer: Self.issuer,
+                                                                                 by: desk) }
+        await s.add("upload") { try await db.recordUpload(image: back, issuer: Self.issuer, by: desk) }
+        await s.add("upload repeated") { try await db.recordUpload(image: back, issuer: Self.issuer, by: desk) }
+        var forged = back
+        forged[176 + 3] = 9
+        await s.add("upload forged") { try await db.recordUpload(image: forged, issuer: Self.issuer, by: desk) }
+        await s.add("upload of another issuer's card") {
+            let stranger = CardIssuer(keys: IssuerKeys(systemKey: SystemKey(bytes: Array(repeating: 7, count: 32))!,
+                                                       issuerID: 1))
+            return try await db.recordUpload(image: back, issuer: stranger, by: desk)
+        }
+        // Card 100001 is 20251125's: a card of that serial made for 20251126 and written back there is refused.
+        let misfit = Self.issuer.userCard(cardSerial: 100_001, generation: 1, meterSerial: 20_251_126, revision: 1,
+                                          accountNumber: 10_000_002, unitKind: .wattHours, credit: .none,
+                                          issueTime: UInt32(Self.now))
+        let misfitBack = try Self.carried(misfit, toMeter: 20_251_126, at: Self.now + 3700)
+        await s.add("upload for another meter") {
+            try await db.recordUpload(image: misfitBack, issuer: Self.issuer, by: desk)
+        }
+
+        // Lost: a replacement (next generation, new serial) carries what is pending; writing it again reuses it.
+        await s.add("sell card 5") {
+            try await db.sell(account: "1", amount: Money(minor: 400, .cny), requestID: "c5", mode: .card, by: desk)
+        }
+        await s.add("replace") { try await db.replaceCard(meter: "20251125", by: desk) }
+        await s.add("resume") { try await db.activeCardPlan(meter: "20251125", by: desk) }
+        await s.add("written 5 on the old card") {
+            try await db.markWritten(purchase: 5, cardSerial: 100_001, generation: 1, by: desk)
+        }
+        await s.add("written 5") { try await db.markWritten(purchase: 5, cardSerial: 100_003, generation: 2, by: desk) }
+        await s.add("replace an unassigned meter") { try await db.replaceCard(meter: "20251127", by: desk) }
+        await s.add("replace no meter") { try await db.replaceCard(meter: "1", by: desk) }
+        await s.add("meters") { try await db.meters() }
+        await s.add("pending credit") { try await db.pendingCreditBlock(meter: "20251125") }
+        await s.add("purchases") { try await db.purchases(account: nil) }
+        for id: Int64 in [1, 3, 5] {
+            await s.add("receipt \(id)") { try await db.receipt(purchase: id) }
+        }
+        await s.add("consumption") {
+            try await db.consumptionRows(fromDay: 20_000, toDay: 21_000, by: .day, progress: nil)
+        }
+        await s.add("alarms") {
+            try await db.alarmEpisodes(fromDay: 20_000, toDay: 21_000, now: Self.now, progress: nil)
+        }
+        return s.lines
+    }
+
+    @Test func theCardFlowsGiveTheSameRecordsOnBothStores() async throws {
+        let sqlite = try BillingDatabase.open(path: FileManager.default.temporaryDirectory
+            .appendingPathComponent("metergw-parity-\(UUID().uuidString).sqlite").path)
+        let local = try await Self.cardScript(sqlite)
+        let localAudit = Self.audit(try await sqlite.writer.read { try AuditEntry.order(Column("id")).fetchAll($0) })
+        let localUploads = try await sqlite.writer.read { try CardUpload.order(Column("id")).fetchAll($0) }
+        let (central, centralAudit, centralUploads) = try await CentralDatabase.with(self.url) { db in
+            try await db.migrate()
+            let lines = try await Self.cardScript(db)
+            let audit = try await db.records(db.connection, """
+                SELECT (to_jsonb(l) || jsonb_build_object('detail', l.detail::text))::text
+                FROM audit_log l ORDER BY l.id
+                """, as: AuditEntry.self)
+            let uploads = try await db.records(db.connection, """
+                SELECT (to_jsonb(u) || jsonb_build_object(
+                    'image', translate(encode(u.image, 'base64'), E'\\n', '')))::text
+                FROM card_upload u ORDER BY u.id
+                """, as: CardUpload.self)
+            return (lines, Self.audit(audit), uploads)
+        }
+        #expect(local.count == central.count)
+        for (a, b) in zip(local, central) {
+            #expect(a == b)
+        }
+        #expect(localAudit.count == centralAudit.count)
+        for (a, b) in zip(localAudit, centralAudit) {
+            #expect(a == b)
+        }
+        #expect(localUploads == centralUploads)
+        // The script did what it says, on both.
+        #expect(!(local + central).contains { $0.contains("FAILED") })
+        func line(_ name: String) -> String { local.first { $0.hasPrefix(name + ": ") } ?? "missing \(name)" }
+        #expect(line("plan 3").contains("cardSerial: 100001, generation: 1"))
+        #expect(line("plan 3").contains("firstSequence: 1, lastSequence: 3"))
+        #expect(line("the other meter's card").contains("cardSerial: 100002"))
+        #expect(line("replace").contains("cardSerial: 100003, generation: 2"))
+        #expect(line("resume").contains("cardSerial: 100003, generation: 2"))
+        #expect(line("upload").contains("repeated: false") && line("upload").contains("lastAppliedSequence: 3"))
+        #expect(line("upload repeated").contains("repeated: true"))
+        #expect(line("upload forged").contains("refused forgedWriteBack"))
+        #expect(line("upload for another meter").contains("refused cardForAnotherMeter"))
+        #expect(line("set tariff water").contains("refused unitKindMismatch"))
+        #expect(line("written on another generation").contains("refused cardForAnotherMeter"))
+        #expect(line("alarms").hasPrefix("alarms: ["))
+        #expect(localAudit.contains { $0.contains("purchase.void-confirmed") })
+        #expect(localAudit.contains { $0.contains("meter.tariff") })
+        #expect(localUploads.count == 1)
+        let refusals = Set(local.filter { $0.contains(": refused ") }.map { String($0.prefix { $0 != ":" }) })
+        #expect(refusals == ["set tariff water", "set tariff none", "set tariff of no meter", "written on no card",
+                             "written on another generation", "plan a remote purchase", "plan no purchase",
+                             "active plan of an unassigned meter", "written on the other meter's card",
+                             "upload without a write-back", "upload forged", "upload of another issuer's card",
+                             "upload for another meter", "written 5 on the old card", "replace an unassigned meter",
+                             "replace no meter"], "\(local.joined(separator: "\n"))")
+        if ProcessInfo.processInfo.environment["METERGW_SHOW_PARITY"] == "1" { print(local.joined(separator: "\n")) }
     }
 }

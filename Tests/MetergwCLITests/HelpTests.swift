@@ -13,6 +13,7 @@ import Testing
         ["db"], ["central"], ["central", "migrate"], ["central", "gateway", "add"], ["serve"], ["status"],
         ["demo"], ["modbus"], ["modbus", "read-holding"], ["modbus", "write-registers"], ["sync", "run"],
         ["sync", "status"], ["central", "sell"], ["central", "orders"], ["central", "conflicts"], ["central", "conflicts", "resolve"],
+        ["meter", "set-tariff"], ["card", "upload"], ["card", "replace"],
     ]
 
     @Test(arguments: commands)
