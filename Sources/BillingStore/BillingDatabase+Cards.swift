@@ -125,11 +125,8 @@ extension BillingDatabase {
     }
 
     static func plan(_ db: Database, meter: Meter, card: Card) throws -> CardPlan {
-        let pending = try Purchase.filter(
-            Column("meterId") == meter.id && ["created", "written", "queued"].contains(Column("state"))
-        ).order(Column("sequence")).fetchAll(db)
-        return try CardRules.plan(meter: meter, card: card, account: try Account.fetchOne(db, key: card.accountId)!,
-                                  pending: pending)
+        CardRules.plan(meter: meter, card: card, account: try Account.fetchOne(db, key: card.accountId)!,
+                       credit: try Self.pendingCredit(db, meter: meter))
     }
 
     // MARK: Cards brought back

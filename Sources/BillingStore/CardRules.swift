@@ -52,11 +52,10 @@ public enum CardRules {
 
     /// Everything the sale flow needs to sign the card: `card` for `meter` of `account`, carrying `pending` (the
     /// meter's `created`, `written` and `queued` purchases in sequence order) as one block (`PendingCredit.of`).
-    public static func plan(meter: Meter, card: Card, account: Account, pending: [Purchase]) throws(StoreError)
+    public static func plan(meter: Meter, card: Card, account: Account, credit: BillingDatabase.PendingCredit?)
         -> BillingDatabase.CardPlan
     {
-        let credit = try BillingDatabase.PendingCredit.of(meter: meter, pending: pending)
-        return BillingDatabase.CardPlan(
+        BillingDatabase.CardPlan(
             cardSerial: UInt32(card.serial), generation: UInt16(card.generation), meterSerial: UInt32(meter.serial),
             keyRevision: UInt8(meter.keyRevision), accountNumber: UInt64(account.number), unitKind: meter.units,
             credit: credit?.block ?? .none)

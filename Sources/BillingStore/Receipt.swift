@@ -31,7 +31,7 @@ public struct Receipt: Hashable, Sendable {
             ("time", LocalTime.text(p.createdAt, offset: offset)),
             ("account", "\(account.number) \(customer.name)"),
             ("meter", "\(meter.serial) (\(meter.kind))"),
-            ("sequence", p.sequence > 0 ? "\(p.sequence)" : "given by the meter's gateway"),
+            ("sequence", p.numberedSequence.map { "\($0)" } ?? "given by the meter's gateway"),
             ("paid", Amount.text(p.paidMinor, p.currency)),
         ]
         if p.balanceUsedMinor != 0 { lines.append(("balance used", Amount.text(p.balanceUsedMinor, p.currency))) }

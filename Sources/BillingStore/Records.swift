@@ -126,6 +126,8 @@ public struct Purchase: Codable, Hashable, Sendable, FetchableRecord, MutablePer
     /// The meter's purchase sequence; 0 on the central store while the gateway that delivers a remote sale has
     /// not yet numbered it (docs/CENTRAL.md "Selling at the centre").
     public var sequence: Int64
+    /// The sequence, nil while a central remote sale waits for its gateway to number it.
+    public var numberedSequence: Int64? { self.sequence > 0 ? self.sequence : nil }
     public var mode: Mode
     public var state: State
     public var currency: String

@@ -52,10 +52,14 @@ extension CentralDatabase {
         }
     }
 
-    /// A meter a gateway serves has its cards at that gateway's desk (it numbers the meter's purchases).
-    func refuseServed(_ c: PostgresConnection, _ meter: Meter) async throws {
+    /// A meter a gateway serves has its cards and its credit at that gateway (it numbers the meter's purchases):
+    /// `refusal` names what was asked of the centre (by default a card).
+    func refuseServed(
+        _ c: PostgresConnection, _ meter: Meter,
+        _ refusal: (_ serial: Int64, _ gateway: String) -> StoreError = StoreError.meterServedByGateway
+    ) async throws {
         if let gateway = try await self.servingGateway(c, meterID: meter.id!) {
-            throw StoreError.meterServedByGateway(serial: meter.serial, gateway: gateway.name)
+            throw refusal(meter.serial, gateway.name)
         }
     }
 
@@ -87,11 +91,8 @@ extension CentralDatabase {
     }
 
     func plan(_ c: PostgresConnection, meter: Meter, card: Card) async throws -> BillingDatabase.CardPlan {
-        let pending = try await self.purchases(c, where: """
-            p.meter_id = \(meter.id!) AND p.state IN ('created', 'written', 'queued') ORDER BY p.sequence
-            """)
-        return try CardRules.plan(meter: meter, card: card, account: try await self.account(c, id: card.accountId),
-                                  pending: pending)
+        CardRules.plan(meter: meter, card: card, account: try await self.account(c, id: card.accountId),
+                       credit: try await self.pendingCredit(c, meter: meter))
     }
 
     // MARK: Written

@@ -33,24 +33,12 @@ extension CentralDatabase {
     public func markApplied(meter reference: String, upTo sequence: UInt32, source: String, by actor: Actor)
         async throws(StoreError) -> [Purchase]
     {
-        guard ["card", "remote", "reading"].contains(source) else {
-            throw StoreError.invalidArgument("source is card, remote or reading")
-        }
-        return try await self.deskWrite { c in
+        try await self.deskWrite { c in
             let meter = try await self.findMeter(c, reference, lock: true)
-            if let gateway = try await self.servingGateway(c, meterID: meter.id!) {
-                throw StoreError.deliveredByGateway(serial: meter.serial, gateway: gateway.name)
-            }
-            // The same rules and audit lines as a card upload's confirmation (`CardRules.checkApplied`).
+            try await self.refuseServed(c, meter, StoreError.deliveredByGateway)
+            // The same rules (the source among them) and audit lines as a card upload's confirmation
+            // (`CardRules.checkApplied`).
             return try await self.markApplied(c, meter: meter, upTo: Int64(sequence), source: source, by: actor)
         }
-    }
-
-    /// The centre's own purchases are the desk's: one the meter refuses stays queued for the desk to decide (as a
-    /// gateway's own desk sale does), so there is never an order to refuse back. Nothing is written.
-    public func refuseCentralPurchase(_ id: Int64, reason: String, by actor: Actor) async throws(StoreError)
-        -> Int64?
-    {
-        nil
     }
 }

@@ -172,13 +172,14 @@ extension CentralDatabase: BillingDesk {
     public func pendingCreditBlock(meter reference: String) async throws(StoreError)
         -> BillingDatabase.PendingCredit?
     {
-        try await self.deskRead { c in
-            let meter = try await self.findMeter(c, reference)
-            let pending = try await self.purchases(c, where: """
-                p.meter_id = \(meter.id!) AND p.state IN ('created', 'written', 'queued') ORDER BY p.sequence
-                """)
-            return try BillingDatabase.PendingCredit.of(meter: meter, pending: pending)
-        }
+        try await self.deskRead { c in try await self.pendingCredit(c, meter: try await self.findMeter(c, reference)) }
+    }
+
+    /// The meter's pending purchases (`created`, `written`, `queued`) as one card block (`PendingCredit.of`).
+    func pendingCredit(_ c: PostgresConnection, meter: Meter) async throws -> BillingDatabase.PendingCredit? {
+        try BillingDatabase.PendingCredit.of(meter: meter, pending: try await self.purchases(c, where: """
+            p.meter_id = \(meter.id!) AND p.state IN ('created', 'written', 'queued') ORDER BY p.sequence
+            """))
     }
 
     // MARK: Tariffs
@@ -343,6 +344,10 @@ extension CentralDatabase: BillingDesk {
                                    as: Int64.self) != nil {
             throw StoreError.duplicatePayment(reference: row.reference)
         }
+        // The sale below locks its request id; taken here, before the account's row, the locks come in the
+        // order every sale takes them (a desk sale under the same id cannot deadlock with this import).
+        let requestID = "bank:" + row.reference
+        try await self.lockRequestID(c, requestID)
         var account = try await self.findAccount(c, row.account, lock: true)
         let money = try DeskRules.checkPayment(row, account: account)
         let paymentID = try await self.id(c, """
@@ -358,7 +363,7 @@ extension CentralDatabase: BillingDesk {
                                                as: Int64.self) != nil
         if DeskRules.paymentBuysCredit(row, accountHasMeter: hasMeter) {
             let outcome = try await self.sell(c, account: String(account.id!), amount: money,
-                                              requestID: "bank:" + row.reference, mode: .remote, paymentID: paymentID,
+                                              requestID: requestID, mode: .remote, paymentID: paymentID,
                                               by: actor)
             return .purchase(line: row.line, reference: row.reference, purchaseID: outcome.purchase.id!)
         }

@@ -34,13 +34,10 @@ struct CardSale {
     }
 
     /// The writer is this sale's: closed when it ends.
-    func sell(account: String, meter: Meter?, amount: Money, requestID: String) async throws
+    func sell(account: String, meter: Meter, amount: Money, requestID: String) async throws
         -> (BillingDatabase.SaleOutcome, Written)
     {
         defer { self.writer.close() }
-        guard let meter else {
-            throw StoreError.accountHasNoMeter(try await self.db.account(account).account.id!)
-        }
         let intake = try await self.writer.intake(meterSerial: meter.serial, db: self.db, issuer: self.issuer,
                                                   actor: self.actor)
         let outcome = try await self.db.sell(account: account, amount: amount, requestID: requestID, mode: .card,

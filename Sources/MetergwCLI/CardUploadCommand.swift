@@ -25,11 +25,13 @@ struct CardUploadCommand: ParsableCommand {
 
     func run() throws {
         let issuer = CardIssuer(keys: try KeyFileOption.load(self.keys))
-        let (session, target, actor) = (try self.writer.bus.session(), self.writer.target, self.desk.actor)
-        defer { session.close() }
+        let actor = self.desk.actor
+        let cardWriter = DeskWriter(session: try self.writer.bus.session(), target: self.writer.target)
+        defer { cardWriter.close() }
+        // The card is read before the store is opened: the writer's trouble never holds a connection.
+        let image = try cardWriter.read()
+        CrashHook.reach("upload-read")
         let outcome = try self.desk.run { db in
-            let image = try BusFailure.map { () throws(BusError) in try CardCommand.readImage(session, target) }.get()
-            CrashHook.reach("upload-read")
             let outcome = try await db.recordUpload(image: image.data, issuer: issuer, by: actor)
             CrashHook.reach("upload-recorded")
             return outcome

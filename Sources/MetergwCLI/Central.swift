@@ -295,18 +295,7 @@ enum CentralCLI {
     static func run<T: Sendable>(
         _ url: CentralURL, _ body: @escaping @Sendable (CentralDatabase) async throws -> T
     ) throws -> T {
-        let result: Result<T, any Error> = Blocking.wait {
-            do {
-                return .success(try await CentralDatabase.with(url) { try await body($0) })
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch result {
-        case .success(let value): return value
-        case .failure(let error as CentralError): throw Self.cliError(error)
-        case .failure(let error): throw error
-        }
+        try Blocking.run { try await CentralDatabase.with(url) { try await body($0) } }
     }
 
     static func cliError(_ error: CentralError) -> CLIError {

@@ -45,30 +45,17 @@ struct DeskOptions: ParsableArguments {
     /// Runs `body` against the chosen store: one connection (or one open file) for the whole command. The central
     /// store must have this build's schema (`metergw central migrate`).
     func run<T: Sendable>(_ body: @escaping @Sendable (any BillingDesk) async throws -> T) throws -> T {
-        let result: Result<T, any Error>
         switch try self.choice() {
         case .sqlite:
             let db = try self.store.open()
-            result = Blocking.wait {
-                do { return .success(try await body(db)) } catch { return .failure(error) }
-            }
+            return try Blocking.run { try await body(db) }
         case .central(let url):
-            result = Blocking.wait {
-                do {
-                    return .success(try await CentralDatabase.with(url) { db in
-                        try await db.requireCurrentSchema()
-                        return try await body(db)
-                    })
-                } catch {
-                    return .failure(error)
+            return try Blocking.run {
+                try await CentralDatabase.with(url) { db in
+                    try await db.requireCurrentSchema()
+                    return try await body(db)
                 }
             }
-        }
-        switch result {
-        case .success(let value): return value
-        case .failure(let error as StoreError): throw StoreCLI.error(error)
-        case .failure(let error as CentralError): throw CentralCLI.cliError(error)
-        case .failure(let error): throw error
         }
     }
 }

@@ -21,9 +21,9 @@ struct RemoteTopup {
             let db = try self.command.desk.store.open()
             try self.deliver(desk: db, ledger: db, central: nil)
         case .central(let url):
-            let db = try Self.wait { try await CentralDatabase.connect(url) }
+            let db = try Blocking.run { try await CentralDatabase.connect(url) }
             defer { Blocking.wait { await db.close() } }
-            try Self.wait { try await db.requireCurrentSchema() }
+            try Blocking.run { try await db.requireCurrentSchema() }
             try self.deliver(desk: db, ledger: CentralCreditLedger(db: db), central: db)
         }
     }
@@ -31,9 +31,9 @@ struct RemoteTopup {
     private func deliver(desk: any BillingDesk, ledger: any CreditLedger, central: CentralDatabase?) throws {
         let actor = self.command.desk.actor
         let account = self.command.account!
-        let detail = try Self.wait { try await desk.account(account) }
+        let detail = try Blocking.run { try await desk.account(account) }
         guard let meter = detail.meter else { throw StoreCLI.error(.accountHasNoMeter(detail.account.id!)) }
-        if let central, let gateway = try Self.wait({ try await central.servingGateway(meter: "id:\(meter.id!)") }) {
+        if let central, let gateway = try Blocking.run({ try await central.servingGateway(meter: "id:\(meter.id!)") }) {
             throw StoreCLI.error(.deliveredByGateway(serial: meter.serial, gateway: gateway))
         }
         let address = self.command.meter?.address
@@ -44,13 +44,13 @@ struct RemoteTopup {
         if let amount = self.command.amount {
             let money = try StoreCLI.run { try Amount.parse(amount, currency: StoreCurrency.named(detail.account.currency)) }
             let requestID = self.command.requestId ?? UUID().uuidString.lowercased()
-            sold = try Self.wait {
+            sold = try Blocking.run {
                 try await desk.sell(account: account, amount: money, requestID: requestID, mode: .remote, by: actor)
             }
             CrashHook.reach("topup-sold")
         }
         let accountID = String(detail.account.id!)
-        let all = try Self.wait { try await desk.purchases(account: accountID) }
+        let all = try Blocking.run { try await desk.purchases(account: accountID) }
             .filter { $0.meterId == meter.id }.sorted { $0.sequence < $1.sequence }
         guard let target = sold?.purchase ?? all.last(where: { $0.state == .queued }) else {
             throw CLIError(.notFound, "account \(account) has no queued purchase: give --amount to sell one")
@@ -91,7 +91,7 @@ struct RemoteTopup {
         let confirmed = outcome.confirmed
 
         let targetID = target.id!
-        let final = try Self.wait { try await desk.purchase(targetID) }
+        let final = try Blocking.run { try await desk.purchase(targetID) }
         if self.command.bus.json {
             var object = StoreCLI.purchaseJSON(final, repeated: sold?.repeated)
             if case .object(var members) = object {
@@ -116,18 +116,6 @@ struct RemoteTopup {
         }
     }
 
-    /// An async store call from this synchronous command, its typed error mapped to an exit status.
-    static func wait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let result = Blocking.wait { () async -> Result<T, any Error> in
-            do { return .success(try await body()) } catch { return .failure(error) }
-        }
-        switch result {
-        case .success(let value): return value
-        case .failure(let error as StoreError): throw StoreCLI.error(error)
-        case .failure(let error as CentralError): throw CentralCLI.cliError(error)
-        case .failure(let error): throw error
-        }
-    }
 }
 
 /// The central store as `CreditDelivery`'s synchronous ledger: each call waits for the async one on the command's
@@ -147,11 +135,9 @@ struct CentralCreditLedger: CreditLedger {
         }
     }
 
-    func refuseCentralPurchase(_ id: Int64, reason: String, by actor: Actor) throws(StoreError) -> Int64? {
-        try self.wait { [db] () async throws(StoreError) in
-            try await db.refuseCentralPurchase(id, reason: reason, by: actor)
-        }
-    }
+    /// The centre's own purchases are the desk's: one the meter refuses stays queued for the desk to decide (as a
+    /// gateway's own desk sale does), so there is never an order to refuse back. Nothing is written.
+    func refuseCentralPurchase(_ id: Int64, reason: String, by actor: Actor) throws(StoreError) -> Int64? { nil }
 
     private func wait<T: Sendable>(_ body: @escaping @Sendable () async throws(StoreError) -> T) throws(StoreError)
         -> T

@@ -55,11 +55,11 @@ struct Sell: ParsableCommand {
                 let detail = try await db.account(account)
                 let money = try Amount.parse(amount, currency: StoreCurrency.named(detail.account.currency))
                 // Refused before the writer's port is touched.
-                guard detail.meter != nil else { throw StoreError.accountHasNoMeter(detail.account.id!) }
+                guard let meter = detail.meter else { throw StoreError.accountHasNoMeter(detail.account.id!) }
                 let issuer = CardIssuer(keys: try KeyFileOption.load(keys))
                 let sale = CardSale(db: db, actor: actor, issuer: issuer,
                                     writer: try DeskWriter.open(port: writer, line: line, address: address))
-                let (outcome, written) = try await sale.sell(account: account, meter: detail.meter, amount: money,
+                let (outcome, written) = try await sale.sell(account: account, meter: meter, amount: money,
                                                              requestID: requestID)
                 return (outcome, written, try await db.receipt(purchase: outcome.purchase.id!),
                         try await db.purchase(outcome.purchase.id!), try await db.account(account).account.balanceMinor)
@@ -72,8 +72,10 @@ struct Sell: ParsableCommand {
                 let money = try Amount.parse(amount, currency: StoreCurrency.named(detail.account.currency))
                 let outcome = try await db.sell(account: account, amount: money, requestID: requestID, mode: .remote,
                                                 by: actor)
-                let delivery = try await (db as? CentralDatabase).asyncMap { central in
-                    CentralDelivery(gateway: try await central.servingGateway(meter: "id:\(outcome.meter.id!)"))
+                var delivery: CentralDelivery?
+                if let central = db as? CentralDatabase {
+                    delivery = CentralDelivery(
+                        gateway: try await central.servingGateway(meter: "id:\(outcome.meter.id!)"))
                 }
                 return (outcome, try await db.receipt(purchase: outcome.purchase.id!),
                         try await db.purchase(outcome.purchase.id!), try await db.account(account).account.balanceMinor,
@@ -132,13 +134,6 @@ struct CentralDelivery: Sendable {
     }
 }
 
-extension Optional {
-    fileprivate func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
-        guard let self else { return nil }
-        return try await transform(self)
-    }
-}
-
 /// `metergw purchase`: purchases after the sale.
 struct PurchaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -157,7 +152,7 @@ struct PurchaseCommand: ParsableCommand {
             StoreCLI.emit(json: self.json, .array(all.map { StoreCLI.purchaseJSON($0) })) {
                 ["id     account  sequence  state      paid             units"] + all.map { p in
                     func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
-                    return pad("\(p.id!)", 7) + pad("\(p.accountId)", 9) + pad(p.sequence > 0 ? "\(p.sequence)" : "-", 10)
+                    return pad("\(p.id!)", 7) + pad("\(p.accountId)", 9) + pad(p.numberedSequence.map { "\($0)" } ?? "-", 10)
                         + pad(p.state.rawValue, 11) + pad(StoreCLI.money(p.paidMinor, p.currency), 17)
                         + "\(p.units) \(p.unitSymbol)"
                 }

@@ -127,8 +127,7 @@ enum StoreCLI {
         var members: [(String, JSONValue)] = [
             ("id", .int(p.id!)), ("requestId", .string(p.requestId)), ("account", .int(p.accountId)),
             ("meterId", .int(p.meterId)),
-            // 0: a central remote sale its gateway has not numbered yet.
-            ("sequence", p.sequence > 0 ? .int(p.sequence) : .null), ("mode", .string(p.mode.rawValue)),
+            ("sequence", p.numberedSequence.map { .int($0) } ?? .null), ("mode", .string(p.mode.rawValue)),
             ("state", .string(p.state.rawValue)), ("paid", Self.moneyJSON(p.paidMinor, p.currency)),
             ("balanceUsed", Self.moneyJSON(p.balanceUsedMinor, p.currency)),
             ("fixedCharges", Self.moneyJSON(p.fixedChargesMinor, p.currency)),
