@@ -1,6 +1,7 @@
 import BillingStore
 import CentralStore
 import Foundation
+import Synchronization
 
 /// Store-and-forward from a gateway's SQLite store to the central PostgreSQL store (docs/CENTRAL.md "Sync").
 ///
@@ -53,6 +54,10 @@ public struct OutboxSync: Sendable {
     let store: BillingDatabase
     let central: CentralURL
     let options: Options
+    /// Orders stored here (queued or refused) and not yet counted by `takeStoredOrders()`: a round that fails
+    /// after storing its orders (the server restarted before the round's report) still has them counted once,
+    /// where its `Run` is lost with the error.
+    private let storedOrders = StoredOrders()
     /// A named point where a test may kill the process (`METERGW_CRASH_AT`, docs/STORE.md "Test hooks"):
     /// `sync-ingested` (the centre committed a batch, its acknowledgement not yet recorded here), `sync-fetched`
     /// (orders fetched from the centre, none stored here yet), `sync-received` (orders stored here, their
@@ -149,9 +154,15 @@ public struct OutboxSync: Sendable {
                 throw .local(error)
             }
         }
-        if queued + refused > 0 { self.crashHook?("sync-received") }
+        if queued + refused > 0 {
+            self.storedOrders.add(queued: queued, refused: refused)
+            self.crashHook?("sync-received")
+        }
         return (queued, refused)
     }
+
+    /// The orders stored here since the last call, whether or not their rounds succeeded (for the metrics).
+    public func takeStoredOrders() -> (queued: Int, refused: Int) { self.storedOrders.take() }
 
     /// The centre's error inside one of ours, for ``CentralDatabase/isUsable(after:)``.
     static func cause(of error: any Error) -> any Error {
@@ -269,5 +280,21 @@ public struct OutboxSync: Sendable {
         }
         extra.backlog = batch.backlogAfter
         return extra
+    }
+}
+
+/// A count shared by the copies of one `OutboxSync`.
+private final class StoredOrders: Sendable {
+    private let counts = Mutex((queued: 0, refused: 0))
+
+    func add(queued: Int, refused: Int) {
+        self.counts.withLock { $0 = ($0.queued + queued, $0.refused + refused) }
+    }
+
+    func take() -> (queued: Int, refused: Int) {
+        self.counts.withLock { c in
+            defer { c = (0, 0) }
+            return c
+        }
     }
 }

@@ -33,13 +33,15 @@ public struct OutboxSyncService: Service {
         self.report = report
     }
 
-    private func report(failed: Bool, _ run: OutboxSync.Run?) {
+    private func report(failed: Bool) {
+        // Orders stored by a round that failed afterwards count too: its `Run` went with the error.
+        let orders = self.sync.takeStoredOrders()
         guard let state = try? self.sync.store.syncState() else { return }
         let now = Int64(Date().timeIntervalSince1970)
         self.report(SyncRoundReport(
             ackedSequence: state.ackedSequence, backlog: state.backlog,
             lagSeconds: state.oldestPendingTime.map { max(0, now - $0) } ?? 0, failed: failed,
-            ordersQueued: run?.ordersQueued ?? 0, ordersRefused: run?.ordersRefused ?? 0))
+            ordersQueued: orders.queued, ordersRefused: orders.refused))
     }
 
     public func run() async throws {
@@ -55,7 +57,7 @@ public struct OutboxSyncService: Service {
                     ])
                 }
                 failing = false
-                self.report(failed: false, run)
+                self.report(failed: false)
             } catch {
                 // Logged once per episode, not once per interval.
                 if !failing {
@@ -63,7 +65,7 @@ public struct OutboxSyncService: Service {
                                         metadata: ["error": "\(error)", "interval": "\(self.interval)"])
                 }
                 failing = true
-                self.report(failed: true, nil)
+                self.report(failed: true)
             }
             let interval = self.interval
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }

@@ -131,6 +131,43 @@ struct DownlinkTests {
         #expect(status?.reportedBacklog == 0 && status?.openOrders == 0)
     }
 
+    /// A round that stores its orders and then loses the server (before its report) throws, and its `Run` with
+    /// it; the orders it stored are still counted once for the metrics (`takeStoredOrders`), and the next round
+    /// neither queues nor counts them again.
+    @Test func ordersStoredByARoundThatFailsAfterwardsAreCountedOnce() async throws {
+        let south = self.name("south")
+        try await self.centre([south: [5_101]])
+        let store = try self.gatewayStore([5_101])
+        let admin = self.admin
+        let login = CentralDatabase.login(ofGateway: south)
+        // At "sync-received" the gateway's own session is ended by the server, as a restart would.
+        let sync = OutboxSync(store: store, central: self.gatewayURL(south), crashHook: { point in
+            guard point == "sync-received" else { return }
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                try? await CentralDatabase.with(admin) { db in
+                    try await db.connection.execute(PostgresQuery(unsafeSQL: """
+                        SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '\(login)'
+                        """), logger: db.logger)
+                }
+                done.signal()
+            }
+            done.wait()
+        })
+        _ = try await self.sell(5_101, units: 1_000, request: "centre-0101")
+        await #expect(throws: OutboxSync.Failure.self) { _ = try await sync.drain() }
+        #expect(try store.queuedPurchases().count == 1)
+        let counted = sync.takeStoredOrders()
+        #expect(counted.queued == 1 && counted.refused == 0)
+
+        let again = try await sync.drain()
+        #expect(again.ordersQueued == 0)
+        let recounted = sync.takeStoredOrders()
+        #expect(recounted.queued == 0 && recounted.refused == 0)
+        #expect(try store.queuedPurchases().count == 1)
+        #expect(try await self.order("centre-0101").state == "accepted")
+    }
+
     @Test func aMovedMeterAClosedAccountAndAMeterTheGatewayLacksBecomeConflicts() async throws {
         let north = self.name("north")
         let south = self.name("south")
