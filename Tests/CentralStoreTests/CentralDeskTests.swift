@@ -20,12 +20,16 @@ struct CentralDeskTests {
 
     static let desk = Actor("desk", now: 0x6B06_9C88)
 
+    /// The tariff of these tests: 0.5283 CNY a kWh.
+    static func flatTariff() throws -> Tariff {
+        try Tariff.flat(name: "flat", currency: .cny, unitKind: .wattHours,
+                        price: Price(majorPerThousandUnits: "0.5283", currency: .cny)!)
+    }
+
     /// A flat tariff, one account with meter 20251125.
-    func setUp(_ db: CentralDatabase) async throws {
+    static func setUp(_ db: CentralDatabase) async throws {
         try await db.migrate()
-        let flat = try Tariff.flat(name: "flat", currency: .cny, unitKind: .wattHours,
-                                   price: Price(majorPerThousandUnits: "0.5283", currency: .cny)!)
-        _ = try await db.addTariff(flat, validFrom: 0, utcOffsetSeconds: 28800, by: Self.desk)
+        _ = try await db.addTariff(try Self.flatTariff(), validFrom: 0, utcOffsetSeconds: 28800, by: Self.desk)
         _ = try await db.openAccount(name: "Li Wei", address: nil, phone: nil, number: nil, currency: .cny,
                                      by: Self.desk)
         _ = try await db.addMeter(serial: 20_251_125, kind: .electricity, tariff: "flat", bus: nil, address: nil,
@@ -34,7 +38,7 @@ struct CentralDeskTests {
     }
 
     @Test func desksSellingAtOnceTakeEachSequenceOnceAndARepeatedRequestOnce() async throws {
-        try await CentralDatabase.with(self.url) { try await self.setUp($0) }
+        try await CentralDatabase.with(self.url) { try await Self.setUp($0) }
         let url = self.url
         // Two desks, each with its own connection: eight sales each, interleaved by the server, and the same
         // request from both (a double click that reached two desks).
@@ -77,7 +81,7 @@ struct CentralDeskTests {
     @Test func desksIssuingCardsAtOnceGiveEachSerialOnceAndEachMeterOneCard() async throws {
         let meters: [UInt32] = (0..<8).map { 30_000_001 + $0 }
         try await CentralDatabase.with(self.url) { db in
-            try await self.setUp(db)
+            try await Self.setUp(db)
             for (i, serial) in meters.enumerated() {
                 _ = try await db.openAccount(name: "Customer \(i)", address: nil, phone: nil, number: nil,
                                              currency: .cny, by: Self.desk)
@@ -132,7 +136,7 @@ struct CentralDeskTests {
     }
 
     @Test func aGatewaysLoginCannotWorkTheDesk() async throws {
-        try await CentralDatabase.with(self.url) { try await self.setUp($0) }
+        try await CentralDatabase.with(self.url) { try await Self.setUp($0) }
         let name = "desk-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         _ = try await CentralDatabase.with(self.url) {
             try await $0.addGateway(name: name, password: "gateway-password-1", now: 1)
@@ -173,6 +177,15 @@ struct CentralRemoteSaleTests {
 
     static let desk = Actor("desk", now: 0x6B06_9C88)
 
+    /// `CentralDeskTests.setUp`'s centre, with meter 20251125 served by the gateway `name`.
+    func centre(servedBy name: String) async throws {
+        try await CentralDatabase.with(self.url) { db in
+            try await CentralDeskTests.setUp(db)
+            _ = try await db.addGateway(name: name, password: "password-of-\(name)", now: 0)
+            try await db.assign(meterSerials: [20_251_125], toGateway: name, by: Actor("test", now: 0))
+        }
+    }
+
     func gatewayURL(_ name: String) -> CentralURL {
         CentralURL(host: "127.0.0.1", port: self.cluster.port, username: CentralDatabase.login(ofGateway: name),
                    password: "password-of-\(name)", database: self.database)
@@ -180,19 +193,7 @@ struct CentralRemoteSaleTests {
 
     @Test func aRemoteSaleIsPricedHereDeliveredOnceByTheGatewayAndNumberedByIt() async throws {
         let north = "north-\(self.database.replacing("_", with: "-"))"
-        let flat = try Tariff.flat(name: "flat", currency: .cny, unitKind: .wattHours,
-                                   price: Price(majorPerThousandUnits: "0.5283", currency: .cny)!)
-        try await CentralDatabase.with(self.url) { db in
-            try await db.migrate()
-            _ = try await db.addTariff(flat, validFrom: 0, utcOffsetSeconds: 28800, by: Self.desk)
-            _ = try await db.openAccount(name: "Li Wei", address: nil, phone: nil, number: nil, currency: .cny,
-                                         by: Self.desk)
-            _ = try await db.addMeter(serial: 20_251_125, kind: .electricity, tariff: "flat", bus: nil, address: nil,
-                                      keyRevision: 1, lastApplied: 0, by: Self.desk)
-            _ = try await db.assignMeter("20251125", to: "1", by: Self.desk)
-            _ = try await db.addGateway(name: north, password: "password-of-\(north)", now: 0)
-            try await db.assign(meterSerials: [20_251_125], toGateway: north, by: Actor("test", now: 0))
-        }
+        try await self.centre(servedBy: north)
         let (sold, again, card, orders) = try await CentralDatabase.with(self.url) { db in
             let sold = try await db.sell(account: "1", amount: Money(minor: 10_000, .cny), requestID: "centre-1",
                                          mode: .remote, by: Self.desk)
@@ -219,7 +220,7 @@ struct CentralRemoteSaleTests {
         // The gateway fetches it, queues it with its own next sequence, and reports that in the same round.
         let store = try BillingDatabase.inMemory()
         let local = Actor("gateway", now: 0x6B06_9C88)
-        _ = try store.addTariff(flat, validFrom: 0, by: local)
+        _ = try store.addTariff(try CentralDeskTests.flatTariff(), validFrom: 0, by: local)
         _ = try store.addMeter(serial: 20_251_125, kind: .electricity, tariff: "flat", lastApplied: 3, by: local)
         _ = try store.openAccount(name: "Li Wei", by: local)
         _ = try store.assignMeter("20251125", to: "1", by: local)
@@ -272,8 +273,6 @@ struct CentralRemoteSaleTests {
     /// at the centre (UNIQUE image: repeated, nothing changes), and a new one is refused with where to take it.
     @Test func aServedMetersCardUploadIsTheGatewaysAndAnImageItSyncedIsRepeatedHere() async throws {
         let north = "cards-\(self.database.replacing("_", with: "-"))"
-        let flat = try Tariff.flat(name: "flat", currency: .cny, unitKind: .wattHours,
-                                   price: Price(majorPerThousandUnits: "0.5283", currency: .cny)!)
         let keys = IssuerKeys(systemKey: SystemKey(bytes: Array(0..<32))!, issuerID: 1)
         let issuer = CardIssuer(keys: keys)
         func broughtBack(cardSerial: UInt32, at time: UInt32) throws -> [UInt8] {
@@ -286,17 +285,7 @@ struct CentralRemoteSaleTests {
         }
         let synced = try broughtBack(cardSerial: 7, at: 1_795_000_000)
         let fresh = try broughtBack(cardSerial: 7, at: 1_795_100_000)
-        try await CentralDatabase.with(self.url) { db in
-            try await db.migrate()
-            _ = try await db.addTariff(flat, validFrom: 0, utcOffsetSeconds: 28800, by: Self.desk)
-            _ = try await db.openAccount(name: "Li Wei", address: nil, phone: nil, number: nil, currency: .cny,
-                                         by: Self.desk)
-            _ = try await db.addMeter(serial: 20_251_125, kind: .electricity, tariff: "flat", bus: nil, address: nil,
-                                      keyRevision: 1, lastApplied: 0, by: Self.desk)
-            _ = try await db.assignMeter("20251125", to: "1", by: Self.desk)
-            _ = try await db.addGateway(name: north, password: "password-of-\(north)", now: 0)
-            try await db.assign(meterSerials: [20_251_125], toGateway: north, by: Actor("test", now: 0))
-        }
+        try await self.centre(servedBy: north)
         let back = try CardImage(bytes: synced).writeBack!
         var extra = SyncBatch.Extra()
         extra.uploads = [.init(meterSerial: 20_251_125, image: synced, cardSerial: 7,
