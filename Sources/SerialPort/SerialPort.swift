@@ -380,6 +380,12 @@ public final class SerialPort: SerialTransport, Sendable {
             do throws(SerialError) {
                 try io.writeAll(bytes, deadline: deadline)
                 let flowControl = s.settings.flowControl != .none
+                // A pseudo-terminal has no wire: the bytes are in the peer's input queue once written, and
+                // tcdrain would be a system call that returns at once (the bus master calls this per request).
+                guard !self.isPseudoTerminal || flowControl else {
+                    s.outputAbandoned = false
+                    return
+                }
                 try io.drain(
                     flowControl: flowControl,
                     // Used only with flow control; computing it is a generic Duration division.
