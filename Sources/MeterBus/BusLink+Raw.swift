@@ -21,8 +21,8 @@ extension BusLink {
         var evidence = Evidence(target: target, command: 0, sequence: 0, line: self.line,
                                 requestBytes: request.bytes, requestLabel: request.requestLabel)
         var tally = TransactionTally()
-        var sends: [ContinuousClock.Instant] = []
-        var firstStart: ContinuousClock.Instant?
+        var sends: [BusInstant] = []
+        var firstStart: BusInstant?
         let slack = learned.adapterAllowance
         var receiver = RawReceiver(framing: request.framing, silence: self.modbusSilence + slack,
                                    characterGap: self.modbusCharacterGap + slack, epoch: self.epoch)
@@ -35,7 +35,7 @@ extension BusLink {
             let quiet = tally.framesSent == 1 && tally.crcErrors == 0 && tally.partialFrames == 0
                 && tally.garbageBytes == 0 && tally.staleFrames == 0 && tally.wrongAddress == 0
             self.cleanSince = quiet && receiver.bufferedByteCount == 0 ? heard.lastByteAt : nil
-            if let start = firstStart { tally.latencyMicros = (heard.lastByteAt - start).micros }
+            if let start = firstStart { tally.latencyMicros = heard.lastByteAt.micros(since: start) }
             let firstTry = attempt == 1 && sends.count == 1
             // Without a SEQ an answer could belong to any try; but where every earlier try already heard its
             // answer (damaged, or from the wrong address), this one answers the last try.
@@ -45,7 +45,7 @@ extension BusLink {
                            length: heard.frame.bytes.count, exact: heard.exact,
                            sends: earlierAnswered ? [sends[attempt - 1]] : sends, firstTry: firstTry || earlierAnswered)
             if firstTry && heard.exact, let drained = sends.first {
-                tally.turnaroundMicros = (heard.firstByteAt - drained).micros
+                tally.turnaroundMicros = heard.firstByteAt.micros(since: drained)
             }
             self.commit(tally, target: target)
             self.trace(.answeredRaw(request.label, bytes: heard.frame.bytes, at: self.since(heard.lastByteAt),
@@ -58,7 +58,7 @@ extension BusLink {
                 self.waitForWire()
                 var record = AttemptRecord()
                 if attempt == 1 {
-                    if let clean = self.cleanSince, self.clock.now - clean < .seconds(1) {
+                    if let clean = self.cleanSince, BusInstant.now - clean < .seconds(1) {
                         // Nothing stale is expected (see `cleanSince`).
                     } else {
                         try self.flushInput()
@@ -68,9 +68,9 @@ extension BusLink {
                     // An answer to the previous try may have arrived since its deadline: it is this request's
                     // answer too (same bytes sent), so take it instead of talking over the meter.
                     var late = AttemptRecord()
-                    let at = self.clock.now
+                    let at = BusInstant.now
                     tally.bytesReceived += queued.count
-                    late.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: queued))
+                    late.chunks.append(Evidence.Chunk(micros: at.micros(since: drained), bytes: queued))
                     self.trace(.received(bytes: queued, at: self.since(at), sinceSend: at - drained))
                     receiver.append(queued, at: at, exact: false)
                     let heard = try self.receiveRaw(
@@ -104,7 +104,7 @@ extension BusLink {
                     self.wireFreeAt = heard.lastByteAt + self.gap
                 } else {
                     tally.timeouts += 1
-                    self.wireFreeAt = self.clock.now + self.gap
+                    self.wireFreeAt = BusInstant.now + self.gap
                 }
                 evidence.attempts.append(Evidence.Attempt(seen: record.seen, timeout: firstByteTimeout,
                                                           chunks: record.chunks))
@@ -114,7 +114,7 @@ extension BusLink {
             throw error
         } catch {
             self.commit(tally, target: target)
-            self.trace(.gaveUp(error, at: self.since(self.clock.now)))
+            self.trace(.gaveUp(error, at: self.since(BusInstant.now)))
             throw error
         }
     }
@@ -146,9 +146,9 @@ extension BusLink {
     /// Reads until the answer (or a busy answer) is complete, or until `firstByteTimeout` after `drained` passed
     /// with no frame in progress (nil): the bus's one receive loop with the protocol's framer.
     private func receiveRaw(
-        _ request: RawRequest, receiver: inout RawReceiver, drained: ContinuousClock.Instant,
-        firstByteTimeout: Duration, echo: Bool, lastByteAt: ContinuousClock.Instant?,
-        wakeAt: ContinuousClock.Instant? = nil, record: inout AttemptRecord, tally: inout TransactionTally
+        _ request: RawRequest, receiver: inout RawReceiver, drained: BusInstant,
+        firstByteTimeout: Duration, echo: Bool, lastByteAt: BusInstant?,
+        wakeAt: BusInstant? = nil, record: inout AttemptRecord, tally: inout TransactionTally
     ) throws(BusError) -> Heard<RawReceived>? {
         try self.receive(
             &receiver, request: request.bytes, drained: drained, firstByteTimeout: firstByteTimeout, echo: echo,

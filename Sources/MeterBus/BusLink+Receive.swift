@@ -19,9 +19,9 @@ protocol ReceiveFramer {
     /// The whole answer's length where known before it arrives (from the request, or the last answer to the same
     /// command).
     var expectedLength: Int? { get }
-    mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool)
+    mutating func append(_ bytes: [UInt8], at: BusInstant, exact: Bool)
     /// The next frame or skipped run, considering that the line has been silent until `now`.
-    mutating func next(now: ContinuousClock.Instant) -> ReceivedItem<Received>?
+    mutating func next(now: BusInstant) -> ReceivedItem<Received>?
     /// The line fell silent for good: end (or give up on) the frame in progress.
     mutating func finish()
     /// Undo ``finish()`` once what it released has been taken.
@@ -31,7 +31,7 @@ protocol ReceiveFramer {
 /// What a framer found in the bytes.
 enum ReceivedItem<Received> {
     /// A whole frame whose first byte was read at `firstByteAt` (exactly then, or only by then after a sleep).
-    case frame(Received, firstByteAt: ContinuousClock.Instant, exact: Bool)
+    case frame(Received, firstByteAt: BusInstant, exact: Bool)
     /// Bytes that form no frame, as evidence: garbage, a cut-short frame or a damaged one.
     case skipped(Evidence.Seen, count: Int)
 }
@@ -49,8 +49,8 @@ extension BusLink {
     /// The frame that ended a try, with when its first byte and the last byte of the try arrived.
     struct Heard<Received> {
         var frame: Received
-        var firstByteAt: ContinuousClock.Instant
-        var lastByteAt: ContinuousClock.Instant
+        var firstByteAt: BusInstant
+        var lastByteAt: BusInstant
         /// Whether `firstByteAt` is when the first byte arrived, not only when it was read after a sleep.
         var exact: Bool
         var busy: Bool
@@ -63,10 +63,10 @@ extension BusLink {
     /// up to the maximum. `wakeAt`: sleep until then first (the predicted end of the answer) instead of waking
     /// for its first byte.
     func receive<F: ReceiveFramer>(
-        _ framer: inout F, request bytes: [UInt8], drained: ContinuousClock.Instant, firstByteTimeout: Duration,
-        echo echoActive: Bool, lastByteAt initialLastByteAt: ContinuousClock.Instant?,
-        wakeAt: ContinuousClock.Instant? = nil, record: inout AttemptRecord, tally: inout TransactionTally,
-        judge: (F.Received, ContinuousClock.Instant, inout TransactionTally) -> ReceiveJudgement
+        _ framer: inout F, request bytes: [UInt8], drained: BusInstant, firstByteTimeout: Duration,
+        echo echoActive: Bool, lastByteAt initialLastByteAt: BusInstant?,
+        wakeAt: BusInstant? = nil, record: inout AttemptRecord, tally: inout TransactionTally,
+        judge: (F.Received, BusInstant, inout TransactionTally) -> ReceiveJudgement
     ) throws(BusError) -> Heard<F.Received>? {
         var deadline = drained + firstByteTimeout
         let cap = drained + max(firstByteTimeout, self.options.maximumTimeout)
@@ -87,12 +87,12 @@ extension BusLink {
 
         func extend() {
             guard firstByteTimeout > .zero else { return }
-            deadline = max(deadline, min(self.clock.now + firstByteTimeout, cap))
+            deadline = max(deadline, min(BusInstant.now + firstByteTimeout, cap))
         }
 
         while true {
             // One clock reading per pass: the framer's silence check and the deadlines below use it.
-            let now = self.clock.now
+            let now = BusInstant.now
             while let item = framer.next(now: now) {
                 switch item {
                 case .skipped(let seen, let count):
@@ -102,7 +102,7 @@ extension BusLink {
                     default: tally.garbageBytes += count
                     }
                     record.note(seen)
-                    self.trace(.discarded(seen, at: self.since(self.clock.now)))
+                    self.trace(.discarded(seen, at: self.since(BusInstant.now)))
                     extend()
                 case .frame(let frame, let at, let exact):
                     let judgement = judge(frame, at, &tally)
@@ -113,7 +113,7 @@ extension BusLink {
                                      busy: { if case .busy = judgement { true } else { false } }())
                     case .discard(let seen):
                         record.note(seen)
-                        self.trace(.discarded(seen, at: self.since(self.clock.now)))
+                        self.trace(.discarded(seen, at: self.since(BusInstant.now)))
                         extend()
                     }
                 }
@@ -122,7 +122,7 @@ extension BusLink {
                 framer.resume()
                 finishing = false
             }
-            let readDeadline: ContinuousClock.Instant
+            let readDeadline: BusInstant
             if let last = lastByteAt, framer.bufferedByteCount > 0 || echo.heldCount > 0 {
                 // A frame (or our echo) has started: wait for the bytes it still needs.
                 // Bytes held as a possible echo may be the answer's own start (the native preamble, Modbus's
@@ -158,7 +158,8 @@ extension BusLink {
             let exact = !afterSleep
             do {
                 // After a sleep: a deadline already passed, so what is queued is read without waiting.
-                chunk = try self.transport.read(upTo: framer.maxRead, deadline: afterSleep ? now : readDeadline)
+                chunk = try self.transport.read(upTo: framer.maxRead,
+                                                 deadline: afterSleep ? .now : readDeadline.continuous)
             } catch .timeout {
                 afterSleep = false
                 continue
@@ -168,10 +169,10 @@ extension BusLink {
                 throw .serial(error)
             }
             afterSleep = false
-            let at = self.clock.now
+            let at = BusInstant.now
             lastByteAt = at
             tally.bytesReceived += chunk.count
-            record.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: chunk))
+            record.chunks.append(Evidence.Chunk(micros: at.micros(since: drained), bytes: chunk))
             self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
             let heldBefore = echo.heldCount
             let (released, rest, echoed) = echo.strip(chunk)

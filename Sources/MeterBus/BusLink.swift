@@ -32,12 +32,11 @@ public final class BusLink {
     /// once: `Duration` arithmetic with integers is a generic call into the runtime.
     let modbusSilence: Duration
     let modbusCharacterGap: Duration
-    let clock = ContinuousClock()
-    let epoch: ContinuousClock.Instant
+    let epoch: BusInstant
 
     private var sequence: UInt8
     /// The next request may start at this instant (gap after the last answer, broadcast or timeout).
-    var wireFreeAt: ContinuousClock.Instant
+    var wireFreeAt: BusInstant
     private var reception = Reception()
     /// The last transaction that gave up: a late answer to it, arriving later, still teaches its turnaround.
     private var lastGiveUp: GiveUp?
@@ -48,13 +47,13 @@ public final class BusLink {
     /// The last exchange ended with its answer and nothing else on the line, at this instant: stale input is then
     /// unlikely, and a flush (a system call) before the next request is skipped for a while. Whatever arrives
     /// anyway is handled by the decoder and the SEQ match; the flush is hygiene, not what makes matching safe.
-    var cleanSince: ContinuousClock.Instant?
+    var cleanSince: BusInstant?
 
     struct GiveUp {
         var key: CalibrationKey
         var sequence: UInt8
         var command: UInt8
-        var sends: [ContinuousClock.Instant]
+        var sends: [BusInstant]
     }
 
     init(transport: any SerialTransport, line: LineSettings, options: BusSession.Options, shared: SessionShared) {
@@ -69,7 +68,7 @@ public final class BusLink {
         self.abortSilence = max(line.characterTime * 40, .milliseconds(50))
         self.modbusSilence = Self.modbusSilence(baudRate: line.baudRate, characterNanos: self.characterNanos)
         self.modbusCharacterGap = .nanoseconds(self.characterNanos * 3 / 2)
-        self.epoch = self.clock.now
+        self.epoch = BusInstant.now
         self.wireFreeAt = self.epoch
         var random = SystemRandomNumberGenerator()
         // A random start makes it unlikely that a late answer to a previous process's request matches.
@@ -144,7 +143,7 @@ public final class BusLink {
     }
 
     /// Time since the session started, for trace lines.
-    func since(_ instant: ContinuousClock.Instant) -> Duration { instant - self.epoch }
+    func since(_ instant: BusInstant) -> Duration { instant - self.epoch }
 
     // MARK: The exchange
 
@@ -165,8 +164,8 @@ public final class BusLink {
         var evidence = Evidence(target: target, command: command, sequence: request.sequence, line: self.line,
                                 requestBytes: bytes)
         var tally = TransactionTally()
-        var sends: [ContinuousClock.Instant] = []
-        var firstStart: ContinuousClock.Instant?
+        var sends: [BusInstant] = []
+        var firstStart: BusInstant?
         self.reception.reset()
         self.reception.expectedLength = self.answerLength[command]
 
@@ -176,11 +175,11 @@ public final class BusLink {
             let quiet = tally.framesSent == 1 && tally.crcErrors == 0 && tally.partialFrames == 0
                 && tally.garbageBytes == 0 && tally.staleFrames == 0 && tally.wrongAddress == 0
             self.cleanSince = quiet && self.reception.decoder.bufferedByteCount == 0 ? heard.lastByteAt : nil
-            if let start = firstStart { tally.latencyMicros = (heard.lastByteAt - start).micros }
+            if let start = firstStart { tally.latencyMicros = heard.lastByteAt.micros(since: start) }
             if !frame.isNak { self.answerLength[command] = frame.encodedLength }
             self.calibrate(key, heard: heard, sends: sends, firstTry: attempt == 1 && sends.count == 1)
             if attempt == 1 && sends.count == 1 && heard.exact, let drained = sends.first {
-                tally.turnaroundMicros = (heard.firstByteAt - drained).micros
+                tally.turnaroundMicros = heard.firstByteAt.micros(since: drained)
             }
             self.commit(tally, target: target)
             self.trace(.answered(frame, at: self.since(heard.lastByteAt),
@@ -194,7 +193,7 @@ public final class BusLink {
                 var record = AttemptRecord()
                 if attempt == 1 {
                     try self.learnFromLateAnswers()
-                    if let clean = self.cleanSince, self.clock.now - clean < .seconds(1) {
+                    if let clean = self.cleanSince, BusInstant.now - clean < .seconds(1) {
                         // Nothing stale is expected: see `cleanSince`.
                     } else {
                         try self.flushInput()
@@ -205,9 +204,9 @@ public final class BusLink {
                     // sending again (and talking over the meter on a half-duplex bus).
                     // What arrives now belongs to the previous try's evidence, timed from its request.
                     var late = AttemptRecord()
-                    let at = self.clock.now
+                    let at = BusInstant.now
                     tally.bytesReceived += queued.count
-                    late.chunks.append(Evidence.Chunk(micros: (at - drained).micros, bytes: queued))
+                    late.chunks.append(Evidence.Chunk(micros: at.micros(since: drained), bytes: queued))
                     self.trace(.received(bytes: queued, at: self.since(at), sinceSend: at - drained))
                     self.reception.append(queued, at: at, exact: false)
                     let heard = try self.receive(
@@ -244,7 +243,7 @@ public final class BusLink {
                     self.wireFreeAt = heard.lastByteAt + self.gap
                 } else {
                     tally.timeouts += 1
-                    self.wireFreeAt = self.clock.now + self.gap
+                    self.wireFreeAt = BusInstant.now + self.gap
                 }
                 evidence.attempts.append(Evidence.Attempt(seen: record.seen, timeout: firstByteTimeout,
                                                           chunks: record.chunks))
@@ -256,7 +255,7 @@ public final class BusLink {
         } catch {
             if case .refused = error { tally.answered = true }
             self.commit(tally, target: target)
-            self.trace(.gaveUp(error, at: self.since(self.clock.now)))
+            self.trace(.gaveUp(error, at: self.since(BusInstant.now)))
             throw error
         }
     }
@@ -299,9 +298,9 @@ public final class BusLink {
     /// Reads until the answer to `request` is complete (returned), or until `firstByteTimeout` after `drained`
     /// passed with no frame in progress (nil): the bus's one receive loop with the native decoder.
     private func receive(
-        request: Frame, bytes: [UInt8], target: Target, drained: ContinuousClock.Instant,
-        firstByteTimeout: Duration, echo: Bool, lastByteAt: ContinuousClock.Instant?,
-        wakeAt: ContinuousClock.Instant? = nil, record: inout AttemptRecord, tally: inout TransactionTally,
+        request: Frame, bytes: [UInt8], target: Target, drained: BusInstant,
+        firstByteTimeout: Duration, echo: Bool, lastByteAt: BusInstant?,
+        wakeAt: BusInstant? = nil, record: inout AttemptRecord, tally: inout TransactionTally,
         observer: ((Frame) -> Void)?
     ) throws(BusError) -> Heard<Frame>? {
         try self.receive(
@@ -321,7 +320,7 @@ public final class BusLink {
 
     /// Names a valid frame that is not the answer.
     private func classify(
-        _ frame: Frame, request: Frame, bytes: [UInt8], at: ContinuousClock.Instant, tally: inout TransactionTally
+        _ frame: Frame, request: Frame, bytes: [UInt8], at: BusInstant, tally: inout TransactionTally
     ) -> Evidence.Seen {
         guard frame.isResponse else {
             if frame == request {
@@ -342,13 +341,13 @@ public final class BusLink {
 
     // MARK: Sending and the gap
 
-    func send(_ bytes: [UInt8], attempt: Int) throws(BusError) -> (ContinuousClock.Instant,
-                                                                            ContinuousClock.Instant)
+    func send(_ bytes: [UInt8], attempt: Int) throws(BusError) -> (BusInstant,
+                                                                            BusInstant)
     {
-        let start = self.clock.now
+        let start = BusInstant.now
         let wireTime = self.characters(bytes.count)
         do {
-            try self.transport.write(bytes, deadline: start + wireTime + wireTime + .seconds(1))
+            try self.transport.write(bytes, deadline: (start + wireTime + wireTime + .seconds(1)).continuous)
         } catch .removed(let path) {
             throw .adapterGone(path: path)
         } catch {
@@ -357,7 +356,7 @@ public final class BusLink {
         self.trace(.sent(bytes: bytes, attempt: attempt, at: self.since(start)))
         // tcdrain returns once the driver's queue is empty; a pseudo-terminal (and some USB drivers) return at
         // once, but the last stop bit cannot have left before the bytes' wire time.
-        return (start, max(self.clock.now, start + wireTime))
+        return (start, max(BusInstant.now, start + wireTime))
     }
 
     func flushInput() throws(BusError) {
@@ -373,7 +372,7 @@ public final class BusLink {
     /// Reads what is queued without waiting.
     func readQueued() throws(BusError) -> [UInt8] {
         do {
-            return try self.transport.read(upTo: 4096, deadline: self.clock.now)
+            return try self.transport.read(upTo: 4096, deadline: .now)
         } catch .timeout {
             return []
         } catch .removed(let path) {
@@ -386,14 +385,14 @@ public final class BusLink {
     func waitForWire() { self.sleep(until: self.wireFreeAt) }
 
     /// Sleeps on this thread until `instant` (nanosleep, re-armed after interruptions).
-    func sleep(until instant: ContinuousClock.Instant) {
-        var remaining = instant - self.clock.now
+    func sleep(until instant: BusInstant) {
+        var remaining = instant - BusInstant.now
         while remaining > .zero {
             let nanos = remaining.nanos
             var ts = timespec(tv_sec: Int(nanos / 1_000_000_000), tv_nsec: Int(nanos % 1_000_000_000))
             // A sleep that was not interrupted has lasted the whole time: no need to read the clock again.
             guard nanosleep(&ts, nil) != 0 else { return }
-            remaining = instant - self.clock.now
+            remaining = instant - BusInstant.now
         }
     }
 
@@ -455,8 +454,8 @@ public final class BusLink {
     /// pseudo-terminal, a USB adapter that buffers): there the first byte comes with the rest, and waiting for it
     /// is one wake-up too.
     func predictedEnd(
-        _ key: CalibrationKey, _ learned: Learned, length: Int?, drained: ContinuousClock.Instant
-    ) -> ContinuousClock.Instant? {
+        _ key: CalibrationKey, _ learned: Learned, length: Int?, drained: BusInstant
+    ) -> BusInstant? {
         guard self.options.calibrate, let length, length > 1 else { return nil }
         let count = self.predictions[key, default: 0]
         guard count < 7 else {
@@ -484,18 +483,18 @@ public final class BusLink {
         return min(.microseconds(2 * p99) + self.options.calibrationMargin, self.options.maximumTimeout)
     }
 
-    private func calibrate(_ key: CalibrationKey, heard: Heard<Frame>, sends: [ContinuousClock.Instant], firstTry: Bool) {
+    private func calibrate(_ key: CalibrationKey, heard: Heard<Frame>, sends: [BusInstant], firstTry: Bool) {
         self.calibrate(key, firstByteAt: heard.firstByteAt, lastByteAt: heard.lastByteAt,
                        length: heard.frame.encodedLength, exact: heard.exact, sends: sends, firstTry: firstTry)
     }
 
     /// Learns a target's turnaround and the adapter's lag from one answer of `length` bytes.
     func calibrate(
-        _ key: CalibrationKey, firstByteAt: ContinuousClock.Instant, lastByteAt: ContinuousClock.Instant,
-        length n: Int, exact: Bool, sends: [ContinuousClock.Instant], firstTry: Bool
+        _ key: CalibrationKey, firstByteAt: BusInstant, lastByteAt: BusInstant,
+        length n: Int, exact: Bool, sends: [BusInstant], firstTry: Bool
     ) {
         guard self.options.calibrate, exact, let first = sends.first else { return }
-        let arrival = (firstByteAt - first).micros
+        let arrival = firstByteAt.micros(since: first)
         let span = lastByteAt - firstByteAt
         let lag = max(.zero, self.characters(n - 1) - span)
         let minimumSamples = self.options.calibrationMinimumSamples
@@ -505,7 +504,7 @@ public final class BusLink {
                 c.turnaround[key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(micros: arrival)
             } else {
                 // Every try's answer looks the same (same SEQ): attribute it to the most plausible try.
-                let sendMicros = sends.map { ($0 - first).micros }
+                let sendMicros = sends.map { $0.micros(since: first) }
                 c.turnaround[key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(
                     attributing: arrival, sendMicros: sendMicros)
             }
@@ -518,22 +517,22 @@ public final class BusLink {
         guard self.lastGiveUp != nil else { return }
         let queued = try self.readQueued()
         guard !queued.isEmpty else { return }
-        let now = self.clock.now
+        let now = BusInstant.now
         for item in FrameDecoder.decodeAll(queued) {
             if case .frame(let frame, _) = item { self.learnLate(frame, at: now) }
         }
     }
 
-    private func learnLate(_ frame: Frame, at: ContinuousClock.Instant) {
+    private func learnLate(_ frame: Frame, at: BusInstant) {
         guard let g = self.lastGiveUp, self.options.calibrate, frame.isResponse, frame.sequence == g.sequence,
             frame.command == g.command, g.key.target.isSource(of: frame), let first = g.sends.first
         else { return }
         self.lastGiveUp = nil
         let minimumSamples = self.options.calibrationMinimumSamples
-        let sendMicros = g.sends.map { ($0 - first).micros }
+        let sendMicros = g.sends.map { $0.micros(since: first) }
         self.shared.calibration.withLock { c in
             c.turnaround[g.key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(
-                attributing: (at - first).micros, sendMicros: sendMicros)
+                attributing: at.micros(since: first), sendMicros: sendMicros)
         }
     }
 
@@ -556,9 +555,9 @@ public final class BusLink {
         /// Anything else on the line in the window: garbage, damaged or cut-short frames, other frames.
         var otherBytes = false
         /// Valid DISCOVER answers to earlier queries (other SEQ), with when they were read.
-        var late: [(frame: Frame, at: ContinuousClock.Instant)] = []
+        var late: [(frame: Frame, at: BusInstant)] = []
         var sequence: UInt8 = 0
-        var drained: ContinuousClock.Instant
+        var drained: BusInstant
     }
 
     /// Broadcasts DISCOVER and listens for the whole window (longer while a frame is still arriving).
@@ -566,10 +565,10 @@ public final class BusLink {
         var tally = TransactionTally()
         do throws(BusError) {
             self.waitForWire()
-            var late: [(frame: Frame, at: ContinuousClock.Instant)] = []
+            var late: [(frame: Frame, at: BusInstant)] = []
             let queued = try self.readQueued()
             if !queued.isEmpty {
-                let now = self.clock.now
+                let now = BusInstant.now
                 for item in FrameDecoder.decodeAll(queued) {
                     if case .frame(let f, _) = item, f.isResponse, f.command == Command.discover.rawValue {
                         late.append((f, now))
@@ -586,7 +585,7 @@ public final class BusLink {
             self.reception.reset()
             var echo = EchoStripper(request: bytes, active: self.options.echo == .auto)
             let end = drained + window
-            var lastByteAt: ContinuousClock.Instant?
+            var lastByteAt: BusInstant?
             var finishing = false
             listening: while true {
                 while let item = self.reception.decoder.next() {
@@ -615,7 +614,7 @@ public final class BusLink {
                     self.reception.decoder.resume()
                     finishing = false
                 }
-                let now = self.clock.now
+                let now = BusInstant.now
                 var readDeadline = end
                 if let last = lastByteAt, self.reception.decoder.bufferedByteCount > 0 || echo.heldCount > 0 {
                     let needed = echo.heldCount > 0 ? echo.missing : self.reception.neededBytes
@@ -635,7 +634,7 @@ public final class BusLink {
                 }
                 let chunk: [UInt8]
                 do {
-                    chunk = try self.transport.read(upTo: Frame.maxFrameLength, deadline: readDeadline)
+                    chunk = try self.transport.read(upTo: Frame.maxFrameLength, deadline: readDeadline.continuous)
                 } catch .timeout {
                     continue listening
                 } catch .removed(let path) {
@@ -643,7 +642,7 @@ public final class BusLink {
                 } catch {
                     throw .serial(error)
                 }
-                let at = self.clock.now
+                let at = BusInstant.now
                 lastByteAt = at
                 tally.bytesReceived += chunk.count
                 self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
@@ -652,7 +651,7 @@ public final class BusLink {
                 self.reception.append(released + rest, at: at)
             }
             tally.answered = true
-            self.wireFreeAt = max(self.clock.now, end) + self.gap
+            self.wireFreeAt = max(BusInstant.now, end) + self.gap
             self.commit(tally, target: nil)
             return result
         } catch {
@@ -675,7 +674,7 @@ struct AnswerLengths {
 
 /// When bytes were read, and whether that is when they arrived.
 struct Stamp {
-    var at: ContinuousClock.Instant
+    var at: BusInstant
     var exact: Bool
 }
 
@@ -700,7 +699,7 @@ struct Reception {
 
     struct Arrival {
         var offset: Int
-        var at: ContinuousClock.Instant
+        var at: BusInstant
         var exact: Bool
     }
 
@@ -712,7 +711,7 @@ struct Reception {
         self.arrivals.removeAll(keepingCapacity: true)
     }
 
-    mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool = true) {
+    mutating func append(_ bytes: [UInt8], at: BusInstant, exact: Bool = true) {
         guard !bytes.isEmpty else { return }
         self.arrivals.append(Arrival(offset: self.decoder.streamOffset, at: at, exact: exact))
         self.stream += bytes
@@ -725,8 +724,8 @@ struct Reception {
     }
 
     /// When the chunk holding stream offset `offset` was read, and whether that is exactly when it arrived.
-    func arrival(ofOffset offset: Int) -> (at: ContinuousClock.Instant, exact: Bool) {
-        guard var found = self.arrivals.first else { return (ContinuousClock.now, false) }
+    func arrival(ofOffset offset: Int) -> (at: BusInstant, exact: Bool) {
+        guard var found = self.arrivals.first else { return (BusInstant.now, false) }
         for a in self.arrivals {
             if a.offset > offset { break }
             found = a
@@ -754,7 +753,7 @@ extension Reception: ReceiveFramer {
     var frameEndSilence: Duration? { nil }
     var bufferedByteCount: Int { self.decoder.bufferedByteCount }
 
-    mutating func next(now: ContinuousClock.Instant) -> ReceivedItem<Frame>? {
+    mutating func next(now: BusInstant) -> ReceivedItem<Frame>? {
         switch self.decoder.next() {
         case nil:
             return nil

@@ -51,10 +51,10 @@ public struct Discovery: Sendable {
         var found: [UInt32: DiscoveredMeter] = [:]
         var order: [UInt32] = []
         var lateSerials: [UInt32: DiscoverResponse] = [:]
-        var drainedBySequence: [UInt8: ContinuousClock.Instant] = [:]
+        var drainedBySequence: [UInt8: BusInstant] = [:]
         var stack = [Node(bits: 0, prefix: 0)]
 
-        func noteLate(_ late: [(frame: Frame, at: ContinuousClock.Instant)]) {
+        func noteLate(_ late: [(frame: Frame, at: BusInstant)]) {
             for (frame, at) in late {
                 guard let response = try? DiscoverResponse(payload: frame.payload) else { continue }
                 if found[frame.serial] == nil { lateSerials[frame.serial] = response }

@@ -96,12 +96,12 @@ struct RawReceiver: ReceiveFramer {
     private var modbus: ModbusRTUFramer
     private var dlt = DLT645Decoder()
     private var stream: [UInt8] = []
-    private let epoch: ContinuousClock.Instant
+    private let epoch: BusInstant
     /// When the frame in progress started arriving, and whether that time is exact (nil `at`: no frame).
     private var frameStart: Stamp?
     private var arrivals: [Reception.Arrival] = []
 
-    init(framing: RawFraming, silence: Duration, characterGap: Duration?, epoch: ContinuousClock.Instant) {
+    init(framing: RawFraming, silence: Duration, characterGap: Duration?, epoch: BusInstant) {
         self.epoch = epoch
         if case .modbusRTU(let expected) = framing {
             self.isModbus = true
@@ -115,7 +115,7 @@ struct RawReceiver: ReceiveFramer {
         }
     }
 
-    private func micros(_ instant: ContinuousClock.Instant) -> Int64 { (instant - self.epoch).micros }
+    private func micros(_ instant: BusInstant) -> Int64 { instant.micros(since: self.epoch) }
 
     var bufferedByteCount: Int { self.isModbus ? self.modbus.bufferedByteCount : self.dlt.bufferedByteCount }
 
@@ -134,7 +134,7 @@ struct RawReceiver: ReceiveFramer {
     var maxRead: Int { 512 }
     var expectedLength: Int? { self.isModbus ? self.modbus.expectedLength : nil }
 
-    mutating func append(_ bytes: [UInt8], at: ContinuousClock.Instant, exact: Bool) {
+    mutating func append(_ bytes: [UInt8], at: BusInstant, exact: Bool) {
         guard !bytes.isEmpty else { return }
         if self.bufferedByteCount == 0 { self.frameStart = Stamp(at: at, exact: exact) }
         if self.isModbus {
@@ -146,7 +146,7 @@ struct RawReceiver: ReceiveFramer {
         }
     }
 
-    mutating func next(now: ContinuousClock.Instant) -> Item? {
+    mutating func next(now: BusInstant) -> Item? {
         if self.isModbus {
             guard let item = self.modbus.next(nowMicros: self.micros(now)) else { return nil }
             let start = self.frameStart ?? Stamp(at: now, exact: false)
@@ -154,7 +154,7 @@ struct RawReceiver: ReceiveFramer {
             switch item {
             case .frame(let bytes):
                 // The framer checked the CRC and the length.
-                guard let adu = try? ModbusADU(frame: bytes) else { return .skipped(.crcMismatch(bytes), count: 1) }
+                guard let adu = try? ModbusADU(framed: bytes) else { return .skipped(.crcMismatch(bytes), count: 1) }
                 return .frame(RawReceived(frame: .modbus(adu), bytes: bytes), firstByteAt: start.at, exact: start.exact)
             case .skipped(let bytes, let why):
                 switch why {

@@ -162,12 +162,11 @@ import Testing
         #expect(status.count == 56)
         var r = Reception()
         r.reset()
-        let clock = ContinuousClock()
-        r.append(Array(status[..<5]), at: clock.now)
+        r.append(Array(status[..<5]), at: .now)
         #expect(r.decoder.next() == nil && r.neededBytes == 10)
-        r.append(Array(status[5..<20]), at: clock.now)
+        r.append(Array(status[5..<20]), at: .now)
         #expect(r.decoder.next() == nil && r.neededBytes == 36)
-        r.append(Array(status[20...]), at: clock.now)
+        r.append(Array(status[20...]), at: .now)
         guard case .frame(let frame, let offset) = r.decoder.next() else {
             Issue.record("no frame")
             return
@@ -178,10 +177,10 @@ import Testing
         // first; the header's declared length still decides once it is in.
         r.reset()
         r.expectedLength = 56
-        r.append(Array(status[..<1]), at: clock.now)
+        r.append(Array(status[..<1]), at: .now)
         #expect(r.decoder.next() == nil && r.neededBytes == 55)
         r.expectedLength = 80
-        r.append(Array(status[1..<20]), at: clock.now)
+        r.append(Array(status[1..<20]), at: .now)
         #expect(r.decoder.next() == nil && r.neededBytes == 36)
     }
 
@@ -197,7 +196,7 @@ import Testing
             for _ in 0..<5 { paced.record(micros: 0) }
             var bursts = TimingCalibrator(minimumSamples: 5)
             for _ in 0..<5 { bursts.record(link.characters(32)) }
-            let drained = ContinuousClock.now
+            let drained = BusInstant.now
             let predicted = link.predictedEnd(key, link.learned(key, turnaround: turnaround, adapterLag: paced),
                                               length: 33, drained: drained)
             #expect(predicted == drained + .microseconds(4_000) + link.characters(32))
