@@ -87,9 +87,14 @@ public struct ModbusADU: Hashable, Sendable {
 
     /// A frame as delimited by line silence: checked, split into address and PDU.
     public init(frame: [UInt8]) throws(ModbusError) {
+        try self.init(framed: frame)
+        guard ModbusCRC.verifies(frame) else { throw .crcMismatch }
+    }
+
+    /// A frame ``ModbusRTUFramer`` delivered: its CRC is already checked, so it is not computed twice.
+    public init(framed frame: [UInt8]) throws(ModbusError) {
         guard frame.count >= 4 else { throw .tooShort(frame.count) }
         guard frame.count <= Self.maxLength else { throw .malformed("\(frame.count) bytes exceeds 256") }
-        guard ModbusCRC.verifies(frame) else { throw .crcMismatch }
         self.address = frame[0]
         self.pdu = Array(frame[1..<(frame.count - 2)])
     }
@@ -310,7 +315,7 @@ public enum ModbusResponse: Hashable, Sendable {
             .readWriteMultipleRegisters(_, let n, _, _):
             let count = try r.u8()
             guard Int(count) == Int(n) * 2 else { throw .malformed("\(count) bytes for \(n) registers") }
-            self = .registers(try (0..<n).map { _ throws(ModbusError) in try r.u16() })
+            self = .registers(try r.words(Int(n)))
         case .writeSingleCoil:
             let (a, v) = (try r.u16(), try r.u16())
             self = .wroteSingleCoil(address: a, on: v == 0xFF00)
@@ -366,6 +371,19 @@ struct Reader {
     }
 
     mutating func u16() throws(ModbusError) -> UInt16 { UInt16(try self.u8()) << 8 | UInt16(try self.u8()) }
+
+    /// `n` big-endian 16-bit words, checked once for length (a register read's hot path).
+    mutating func words(_ n: Int) throws(ModbusError) -> [UInt16] {
+        guard n >= 0, self.index + 2 * n <= self.bytes.count else { throw .malformed("ends early") }
+        let start = self.index
+        defer { self.index += 2 * n }
+        return [UInt16](unsafeUninitializedCapacity: n) { words, initialized in
+            for i in 0..<n {
+                words[i] = UInt16(self.bytes[start + 2 * i]) << 8 | UInt16(self.bytes[start + 2 * i + 1])
+            }
+            initialized = n
+        }
+    }
 
     mutating func bytes(_ n: Int) throws(ModbusError) -> [UInt8] {
         guard self.index + n <= self.bytes.count else { throw .malformed("ends early") }
