@@ -3,6 +3,13 @@
 // unpaced and paced at 9600 baud (docs/BENCHMARKS.md, "Modbus RTU master").
 //
 //   metergw-bench modbus [--seconds 10] [--python .venv/bin/python] [--clients metergw,mbpoll,pymodbus] [--json]
+//                        [--link PATH]
+//
+// --clients may also name "floor": the same system calls as a client with no work around them (the kernel's
+// share of a transaction on this machine).
+//
+// --link runs the clients against an emulator already serving PATH (e.g. one started beside a profiler, which
+// cannot always spawn it), in one mode labelled "external".
 //
 // tx/s counts answered transactions over the measured wall time. CPU per tx is the whole client process's CPU
 // (getrusage for metergw: its caller and bus threads; /proc/PID/schedstat for mbpoll, single-threaded; the script's
@@ -47,6 +54,7 @@ enum ModbusBenchmark {
         var python = ".venv/bin/python"
         var json = false
         var clients = ["metergw", "mbpoll", "pymodbus"]
+        var external: String?
         var args = arguments
         while let arg = args.popFirst() {
             switch arg {
@@ -54,27 +62,35 @@ enum ModbusBenchmark {
             case "--python": python = args.popFirst() ?? python
             case "--json": json = true
             case "--clients": clients = (args.popFirst() ?? "").split(separator: ",").map(String.init)
+            case "--link": external = args.popFirst()
             default:
                 print("usage: metergw-bench modbus [--seconds N] [--python PATH] [--clients metergw,mbpoll,pymodbus] "
-                      + "[--json]")
+                      + "[--json] [--link PATH]")
                 exit(64)
             }
         }
         var results: [Result] = []
         do {
-            for paced in [false, true] {
-                let mode = paced ? "paced 9600 8N1" : "unpaced"
-                let emulator = try Emulator(paced: paced)
-                defer { emulator.stop() }
+            func run(link: String, mode: String) throws {
                 for client in clients {
                     let result: Result
                     switch client {
-                    case "metergw": result = try self.metergw(link: emulator.link, seconds: seconds, mode: mode)
-                    case "mbpoll": result = try self.mbpoll(link: emulator.link, seconds: seconds, mode: mode)
-                    default: result = try self.pymodbus(python, link: emulator.link, seconds: seconds, mode: mode)
+                    case "metergw": result = try self.metergw(link: link, seconds: seconds, mode: mode)
+                    case "mbpoll": result = try self.mbpoll(link: link, seconds: seconds, mode: mode)
+                    case "floor": result = try self.floor(link: link, seconds: seconds, mode: mode)
+                    default: result = try self.pymodbus(python, link: link, seconds: seconds, mode: mode)
                     }
                     results.append(result)
                     if !json { print(result.text) }
+                }
+            }
+            if let external {
+                try run(link: external, mode: "external")
+            } else {
+                for paced in [false, true] {
+                    let emulator = try Emulator(paced: paced)
+                    defer { emulator.stop() }
+                    try run(link: emulator.link, mode: paced ? "paced 9600 8N1" : "unpaced")
                 }
             }
         } catch {
@@ -117,6 +133,43 @@ enum ModbusBenchmark {
         }
         let wall = ContinuousClock.now - start
         return Result(client: "metergw", mode: mode, transactions: done, errors: errors,
+                      seconds: Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18,
+                      cpuSeconds: processCPUSeconds() - cpu0)
+    }
+
+    /// The system calls alone, as a floor for the others: the gap's sleep, write, poll and read of the 33-byte
+    /// answer, with no framing, checks, retries, calibration or statistics (not a usable client).
+    static func floor(link: String, seconds: Double, mode: String) throws -> Result {
+        let fd = open(link, O_RDWR | O_NOCTTY)
+        guard fd >= 0 else { throw Failure("cannot open \(link)") }
+        defer { close(fd) }
+        var t = termios()
+        tcgetattr(fd, &t)
+        cfmakeraw(&t)
+        cfsetspeed(&t, speed_t(B9600))
+        tcsetattr(fd, TCSANOW, &t)
+        let request = ModbusRequest.readHoldingRegisters(address: 0, count: Self.registers).encodedADU(address: 1)
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let cpu0 = processCPUSeconds()
+        let start = ContinuousClock.now
+        var done = 0
+        var errors = 0
+        while (ContinuousClock.now - start) < .milliseconds(Int(seconds * 1000)) {
+            var gap = timespec(tv_sec: 0, tv_nsec: 3_646_000)
+            nanosleep(&gap, nil)
+            _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            var got = 0
+            while got < 33 {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 1000) == 1 else { break }
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, 256 - got) }
+                guard n > 0 else { break }
+                got += n
+            }
+            if got == 33 { done += 1 } else { errors += 1 }
+        }
+        let wall = ContinuousClock.now - start
+        return Result(client: "floor", mode: mode, transactions: done, errors: errors,
                       seconds: Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18,
                       cpuSeconds: processCPUSeconds() - cpu0)
     }

@@ -5,7 +5,7 @@
 //   swift run -c release metergw-bench bus [--seconds N] [--bauds 9600,2400] [--meters N] [--warmup-rounds N] [--json]
 //   swift run -c release metergw-bench central [--readings N] [--batch N] [--meters N] [--json]
 //   swift run -c release metergw-bench gateway [--buses 16] [--meters 32] [--seconds 60] [--warmup 15] [--json]
-//   swift run -c release metergw-bench modbus [--seconds N] [--python PATH] [--json]   vs mbpoll and pymodbus
+//   swift run -c release metergw-bench modbus [--seconds N] [--python PATH] [--json] [--link PATH]   vs mbpoll and pymodbus
 //
 // Each figure is the best of several rounds over the same data, so a busy second core shows up as spread
 // between rounds, not as a wrong result.
