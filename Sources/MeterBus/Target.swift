@@ -14,6 +14,31 @@ public enum Target: Hashable, Sendable, CustomStringConvertible {
     /// servers use ``address(_:serial:)``). Never a native frame's target.
     case station(String)
 
+    // Equality and hashing written out: the synthesized ones go through the generic paths of a multi-payload enum
+    // with a String case (an allocation per dictionary lookup), and calibration and statistics look a target up
+    // on every transaction.
+    public static func == (a: Target, b: Target) -> Bool {
+        switch (a, b) {
+        case let (.address(x, s), .address(y, t)): x == y && s == t
+        case let (.serial(x), .serial(y)): x == y
+        case (.broadcast, .broadcast): true
+        case let (.station(x), .station(y)): x == y
+        default: false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .address(let address, let serial):
+            hasher.combine(UInt64(address) | UInt64(serial ?? 0) << 8 | (serial == nil ? 0 : 1 << 40))
+        case .serial(let serial): hasher.combine(UInt64(serial) | 2 << 48)
+        case .broadcast: hasher.combine(UInt64(3) << 48)
+        case .station(let id):
+            hasher.combine(UInt64(4) << 48)
+            hasher.combine(id)
+        }
+    }
+
     /// ADDR of a request frame.
     public var frameAddress: UInt8 {
         switch self {
