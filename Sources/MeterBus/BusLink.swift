@@ -456,17 +456,17 @@ public final class BusLink {
     func predictedEnd(
         _ key: CalibrationKey, _ learned: Learned, length: Int?, drained: BusInstant
     ) -> BusInstant? {
-        guard self.options.calibrate, let length, length > 1 else { return nil }
+        guard self.options.calibrate, let length, length > 1,
+            let shortest = learned.shortestTurnaroundMicros, let lag = learned.medianAdapterLagMicros
+        else { return nil }
+        let wire = self.characters(length - 1)
+        guard .microseconds(lag * 2) < wire else { return nil }
+        // Counted only where a prediction could be made: a bursty line never touches the table.
         let count = self.predictions[key, default: 0]
         guard count < 7 else {
             self.predictions[key] = 0
             return nil
         }
-        guard let shortest = learned.shortestTurnaroundMicros, let lag = learned.medianAdapterLagMicros else {
-            return nil
-        }
-        let wire = self.characters(length - 1)
-        guard .microseconds(lag * 2) < wire else { return nil }
         self.predictions[key] = count + 1
         return drained + .microseconds(shortest) + wire
     }
