@@ -377,12 +377,8 @@ struct Reader {
         guard n >= 0, self.index + 2 * n <= self.bytes.count else { throw .malformed("ends early") }
         let start = self.index
         defer { self.index += 2 * n }
-        return [UInt16](unsafeUninitializedCapacity: n) { words, initialized in
-            for i in 0..<n {
-                words[i] = UInt16(self.bytes[start + 2 * i]) << 8 | UInt16(self.bytes[start + 2 * i + 1])
-            }
-            initialized = n
-        }
+        let bytes = self.bytes
+        return (0..<n).map { i in UInt16(bytes[start + 2 * i]) << 8 | UInt16(bytes[start + 2 * i + 1]) }
     }
 
     mutating func bytes(_ n: Int) throws(ModbusError) -> [UInt8] {

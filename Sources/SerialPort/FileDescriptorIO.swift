@@ -57,10 +57,13 @@ struct FileDescriptorIO {
         // A tty delivers at most its 4 KiB line-discipline buffer per read; 64 KiB bounds the zero-fill cost.
         let capacity = min(maxCount, 65536)
         var result: Result<Int, Errno> = .success(0)
-        // Read into uninitialised storage: no zero-fill and no trimming on the bus's hot path.
-        let buffer = [UInt8](unsafeUninitializedCapacity: capacity) { raw, initialized in
+        // Read into temporary (stack) storage and copy out what came: no zero-fill, an array no larger than the
+        // bytes read, and no Array(unsafeUninitializedCapacity:), whose allocation is an unspecialised call into
+        // the runtime that looks up the array's type on every read (the bus's hot path).
+        let buffer = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { raw -> [UInt8] in
             result = Syscall.valueOrErrno { Glibc.read(self.fd, raw.baseAddress, capacity) }
-            if case .success(let count) = result { initialized = count } else { initialized = 0 }
+            guard case .success(let count) = result, count > 0 else { return [] }
+            return Array(UnsafeBufferPointer(rebasing: raw[..<count]))
         }
         switch result {
         case .success:
