@@ -35,7 +35,7 @@ public struct ModbusRTUFramer: Sendable {
     private var buffer: [UInt8] = []
     private var lastByteMicros: Int64 = 0
     private var broken = false
-    private var ready: [Item] = []
+    private var ready = ReadyItems()
 
     public init(frameSilenceMicros: Int64, characterGapMicros: Int64?, expectedLength: Int? = nil) {
         self.frameSilenceMicros = frameSilenceMicros
@@ -79,6 +79,14 @@ public struct ModbusRTUFramer: Sendable {
                 self.broken = true
             }
         }
+        // A whole read that starts a frame is taken as it is (its storage shared, not copied): a master's answer
+        // usually comes in one read.
+        if self.buffer.isEmpty && bytes.count <= ModbusADU.maxLength {
+            self.buffer = bytes
+            self.lastByteMicros = micros
+            self.completeIfExpected()
+            return
+        }
         // In runs up to the length limit rather than byte by byte: one copy, and the buffer grows once.
         var rest = bytes[...]
         while !rest.isEmpty {
@@ -100,7 +108,7 @@ public struct ModbusRTUFramer: Sendable {
         if self.ready.isEmpty, !self.buffer.isEmpty, nowMicros - self.lastByteMicros >= self.frameSilenceMicros {
             self.endFrame()
         }
-        return self.ready.isEmpty ? nil : self.ready.removeFirst()
+        return self.ready.removeFirst()
     }
 
     /// Ends the frame in progress now (the reader gives up waiting).
@@ -197,5 +205,29 @@ extension ModbusRequest {
         case .writeSingleCoil, .writeSingleRegister: true
         default: false
         }
+    }
+}
+
+/// Items delimited and not yet taken, in order: almost always one, which is kept without an array (an allocation
+/// per frame otherwise).
+private struct ReadyItems {
+    private var first: ModbusRTUFramer.Item?
+    private var more: [ModbusRTUFramer.Item] = []
+
+    var isEmpty: Bool { self.first == nil }
+
+    mutating func append(_ item: ModbusRTUFramer.Item) {
+        if self.first == nil { self.first = item } else { self.more.append(item) }
+    }
+
+    mutating func removeFirst() -> ModbusRTUFramer.Item? {
+        guard let item = self.first else { return nil }
+        self.first = self.more.isEmpty ? nil : self.more.removeFirst()
+        return item
+    }
+
+    mutating func removeAll() {
+        self.first = nil
+        self.more.removeAll()
     }
 }
