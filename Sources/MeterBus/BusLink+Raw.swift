@@ -21,7 +21,7 @@ extension BusLink {
         var evidence = Evidence(target: target, command: 0, sequence: 0, line: self.line,
                                 requestBytes: request.bytes, requestLabel: request.requestLabel)
         var tally = TransactionTally()
-        var sends: [BusInstant] = []
+        var sends = SendTimes()
         var firstStart: BusInstant?
         let slack = learned.adapterAllowance
         var receiver = RawReceiver(framing: request.framing, silence: self.modbusSilence + slack,
@@ -43,7 +43,7 @@ extension BusLink {
                 && evidence.attempts.prefix(attempt - 1).allSatisfy { $0.seen.weight >= Evidence.Seen.garbage([]).weight }
             self.calibrate(key, firstByteAt: heard.firstByteAt, lastByteAt: heard.lastByteAt,
                            length: heard.frame.bytes.count, exact: heard.exact,
-                           sends: earlierAnswered ? [sends[attempt - 1]] : sends, firstTry: firstTry || earlierAnswered)
+                           sends: earlierAnswered ? SendTimes(sends[attempt - 1]) : sends, firstTry: firstTry || earlierAnswered)
             if firstTry && heard.exact, let drained = sends.first {
                 tally.turnaroundMicros = heard.firstByteAt.micros(since: drained)
             }
@@ -70,7 +70,7 @@ extension BusLink {
                     var late = AttemptRecord()
                     let at = BusInstant.now
                     tally.bytesReceived += queued.count
-                    late.chunks.append(Evidence.Chunk(micros: at.micros(since: drained), bytes: queued))
+                    late.keep(Evidence.Chunk(micros: at.micros(since: drained), bytes: queued))
                     self.trace(.received(bytes: queued, at: self.since(at), sinceSend: at - drained))
                     receiver.append(queued, at: at, exact: false)
                     let heard = try self.receiveRaw(

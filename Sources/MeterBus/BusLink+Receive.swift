@@ -172,7 +172,7 @@ extension BusLink {
             let at = BusInstant.now
             lastByteAt = at
             tally.bytesReceived += chunk.count
-            record.chunks.append(Evidence.Chunk(micros: at.micros(since: drained), bytes: chunk))
+            record.keep(Evidence.Chunk(micros: at.micros(since: drained), bytes: chunk))
             self.trace(.received(bytes: chunk, at: self.since(at), sinceSend: at - drained))
             let heldBefore = echo.heldCount
             let (released, rest, echoed) = echo.strip(chunk)

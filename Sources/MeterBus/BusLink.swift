@@ -53,7 +53,7 @@ public final class BusLink {
         var key: CalibrationKey
         var sequence: UInt8
         var command: UInt8
-        var sends: [BusInstant]
+        var sends: SendTimes
     }
 
     init(transport: any SerialTransport, line: LineSettings, options: BusSession.Options, shared: SessionShared) {
@@ -164,7 +164,7 @@ public final class BusLink {
         var evidence = Evidence(target: target, command: command, sequence: request.sequence, line: self.line,
                                 requestBytes: bytes)
         var tally = TransactionTally()
-        var sends: [BusInstant] = []
+        var sends = SendTimes()
         var firstStart: BusInstant?
         self.reception.reset()
         self.reception.expectedLength = self.answerLength[command]
@@ -206,7 +206,7 @@ public final class BusLink {
                     var late = AttemptRecord()
                     let at = BusInstant.now
                     tally.bytesReceived += queued.count
-                    late.chunks.append(Evidence.Chunk(micros: at.micros(since: drained), bytes: queued))
+                    late.keep(Evidence.Chunk(micros: at.micros(since: drained), bytes: queued))
                     self.trace(.received(bytes: queued, at: self.since(at), sinceSend: at - drained))
                     self.reception.append(queued, at: at, exact: false)
                     let heard = try self.receive(
@@ -288,7 +288,19 @@ public final class BusLink {
     /// What one try saw, for the evidence.
     struct AttemptRecord {
         var seen = Evidence.Seen.nothing
-        var chunks: [Evidence.Chunk] = []
+        /// The first chunk is kept without an array: most tries read their answer in one, and the evidence is
+        /// only assembled when a try fails.
+        private var firstChunk: Evidence.Chunk?
+        private var moreChunks: [Evidence.Chunk] = []
+
+        var chunks: [Evidence.Chunk] {
+            guard let first = self.firstChunk else { return [] }
+            return [first] + self.moreChunks
+        }
+
+        mutating func keep(_ chunk: Evidence.Chunk) {
+            if self.firstChunk == nil { self.firstChunk = chunk } else { self.moreChunks.append(chunk) }
+        }
 
         mutating func note(_ s: Evidence.Seen) {
             if s.weight > self.seen.weight { self.seen = s }
@@ -483,7 +495,7 @@ public final class BusLink {
         return min(.microseconds(2 * p99) + self.options.calibrationMargin, self.options.maximumTimeout)
     }
 
-    private func calibrate(_ key: CalibrationKey, heard: Heard<Frame>, sends: [BusInstant], firstTry: Bool) {
+    private func calibrate(_ key: CalibrationKey, heard: Heard<Frame>, sends: SendTimes, firstTry: Bool) {
         self.calibrate(key, firstByteAt: heard.firstByteAt, lastByteAt: heard.lastByteAt,
                        length: heard.frame.encodedLength, exact: heard.exact, sends: sends, firstTry: firstTry)
     }
@@ -491,7 +503,7 @@ public final class BusLink {
     /// Learns a target's turnaround and the adapter's lag from one answer of `length` bytes.
     func calibrate(
         _ key: CalibrationKey, firstByteAt: BusInstant, lastByteAt: BusInstant,
-        length n: Int, exact: Bool, sends: [BusInstant], firstTry: Bool
+        length n: Int, exact: Bool, sends: SendTimes, firstTry: Bool
     ) {
         guard self.options.calibrate, exact, let first = sends.first else { return }
         let arrival = firstByteAt.micros(since: first)
@@ -504,7 +516,7 @@ public final class BusLink {
                 c.turnaround[key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(micros: arrival)
             } else {
                 // Every try's answer looks the same (same SEQ): attribute it to the most plausible try.
-                let sendMicros = sends.map { $0.micros(since: first) }
+                let sendMicros = sends.array.map { $0.micros(since: first) }
                 c.turnaround[key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(
                     attributing: arrival, sendMicros: sendMicros)
             }
@@ -529,7 +541,7 @@ public final class BusLink {
         else { return }
         self.lastGiveUp = nil
         let minimumSamples = self.options.calibrationMinimumSamples
-        let sendMicros = g.sends.map { $0.micros(since: first) }
+        let sendMicros = g.sends.array.map { $0.micros(since: first) }
         self.shared.calibration.withLock { c in
             c.turnaround[g.key, default: TimingCalibrator(minimumSamples: minimumSamples)].record(
                 attributing: at.micros(since: first), sendMicros: sendMicros)
@@ -669,6 +681,26 @@ struct AnswerLengths {
     subscript(command: UInt8) -> Int? {
         get { self.lengths[Int(command)] > 0 ? self.lengths[Int(command)] : nil }
         set { self.lengths[Int(command)] = newValue ?? 0 }
+    }
+}
+
+/// When each try of a transaction had left the wire: almost always one, kept without an array.
+struct SendTimes {
+    private(set) var first: BusInstant?
+    private var more: [BusInstant] = []
+
+    init() {}
+
+    init(_ only: BusInstant) { self.first = only }
+
+    var count: Int { self.first == nil ? 0 : 1 + self.more.count }
+    var last: BusInstant? { self.more.last ?? self.first }
+    var array: [BusInstant] { self.first.map { [$0] + self.more } ?? [] }
+
+    subscript(index: Int) -> BusInstant { index == 0 ? self.first! : self.more[index - 1] }
+
+    mutating func append(_ instant: BusInstant) {
+        if self.first == nil { self.first = instant } else { self.more.append(instant) }
     }
 }
 
