@@ -164,7 +164,7 @@ extension BusLink {
                 self.shared.statistics.withLock { $0.echoDetected = true }
                 return .discard(.onlyEcho)
             }
-            switch request.verdict(received.frame) {
+            switch request.judge(received.frame) {
             case .answer: return .answer
             case .busy: return .busy
             case .wrongStation(let station):

@@ -1,3 +1,4 @@
+import ModbusProtocol
 import MeterProtocol
 import SerialPort
 
@@ -169,12 +170,13 @@ public struct Evidence: Sendable, Equatable, CustomStringConvertible {
 /// that succeeds never formats its label.
 enum RequestLabel: Sendable, Equatable {
     case text(String)
-    case deferred(@Sendable () -> String)
+    /// "Modbus read holding registers 0+14", written when shown.
+    case modbus(ModbusRequest)
 
     var text: String {
         switch self {
         case .text(let text): text
-        case .deferred(let make): make()
+        case .modbus(let request): "Modbus \(ModbusDriver.name(of: request))"
         }
     }
 

@@ -57,21 +57,10 @@ public struct ModbusDriver: MeterDriver {
         let function = request.function.rawValue
         let raw = RawRequest(
             bytes: request.encodedADU(address: address),
-            requestLabel: .deferred { "Modbus \(Self.name(of: request))" },
+            requestLabel: .modbus(request),
             framing: .modbusRTU(expectedLength: request.expectedAnswerLength),
-            answerMayRepeatRequest: request.answerRepeatsRequest
-        ) { frame in
-            guard case .modbus(let adu) = frame, let code = adu.pdu.first else { return .notAnswer }
-            guard code & 0x7F == function else { return .notAnswer }
-            guard adu.address == address else { return .wrongStation("Modbus address \(adu.address)") }
-            if code & 0x80 != 0, adu.pdu.count == 2,
-                adu.pdu[1] == ModbusException.acknowledge.rawValue
-                    || adu.pdu[1] == ModbusException.serverDeviceBusy.rawValue
-            {
-                return .busy
-            }
-            return .answer
-        }
+            answerMayRepeatRequest: request.answerRepeatsRequest,
+            matcher: .modbus(function: function, address: address))
         let answer = try link.exchange(raw, to: .address(address), timeout: timeout, retries: retries)
         guard case .modbus(let adu) = answer.frame else { preconditionFailure("a Modbus request got another frame") }
         let response: ModbusResponse
@@ -88,6 +77,20 @@ public struct ModbusDriver: MeterDriver {
             throw .rejected(Self.rejection(exception), answer.evidence)
         }
         return response
+    }
+
+    /// What a frame is to a request of `function` to `address`: an exception 5 or 6 is "busy, ask again".
+    static func verdict(_ frame: RawFrame, function: UInt8, address: UInt8) -> RawVerdict {
+        guard case .modbus(let adu) = frame, let code = adu.pdu.first else { return .notAnswer }
+        guard code & 0x7F == function else { return .notAnswer }
+        guard adu.address == address else { return .wrongStation("Modbus address \(adu.address)") }
+        if code & 0x80 != 0, adu.pdu.count == 2,
+            adu.pdu[1] == ModbusException.acknowledge.rawValue
+                || adu.pdu[1] == ModbusException.serverDeviceBusy.rawValue
+        {
+            return .busy
+        }
+        return .answer
     }
 
     static func rejection(_ e: ModbusException) -> Rejection {

@@ -50,23 +50,49 @@ public struct RawRequest: Sendable {
     public var answerMayRepeatRequest: Bool
     /// The device needs longer than a meter's usual turnaround (card operations, writes to flash).
     public var slow: Bool
-    public var verdict: @Sendable (RawFrame) -> RawVerdict
+    /// What a received frame is to this request.
+    public var verdict: @Sendable (RawFrame) -> RawVerdict {
+        get {
+            switch self.matcher {
+            case .custom(let verdict): verdict
+            case .modbus(let function, let address):
+                { frame in ModbusDriver.verdict(frame, function: function, address: address) }
+            }
+        }
+        set { self.matcher = .custom(newValue) }
+    }
+    var matcher: Matcher
+
+    /// How answers are recognised: a Modbus request's by value (no closure to allocate per request), others by
+    /// their driver's closure.
+    enum Matcher: Sendable {
+        case modbus(function: UInt8, address: UInt8)
+        case custom(@Sendable (RawFrame) -> RawVerdict)
+    }
 
     public init(bytes: [UInt8], label: String, framing: RawFraming, answerMayRepeatRequest: Bool = false,
                 slow: Bool = false, verdict: @escaping @Sendable (RawFrame) -> RawVerdict) {
         self.init(bytes: bytes, requestLabel: .text(label), framing: framing,
-                  answerMayRepeatRequest: answerMayRepeatRequest, slow: slow, verdict: verdict)
+                  answerMayRepeatRequest: answerMayRepeatRequest, slow: slow, matcher: .custom(verdict))
     }
 
     /// A request whose label is written only when evidence or a trace shows it.
     init(bytes: [UInt8], requestLabel: RequestLabel, framing: RawFraming, answerMayRepeatRequest: Bool = false,
-         slow: Bool = false, verdict: @escaping @Sendable (RawFrame) -> RawVerdict) {
+         slow: Bool = false, matcher: Matcher) {
         self.bytes = bytes
         self.requestLabel = requestLabel
         self.framing = framing
         self.answerMayRepeatRequest = answerMayRepeatRequest
         self.slow = slow
-        self.verdict = verdict
+        self.matcher = matcher
+    }
+
+    /// What `frame` is to this request.
+    func judge(_ frame: RawFrame) -> RawVerdict {
+        switch self.matcher {
+        case .custom(let verdict): verdict(frame)
+        case .modbus(let function, let address): ModbusDriver.verdict(frame, function: function, address: address)
+        }
     }
 }
 

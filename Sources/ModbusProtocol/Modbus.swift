@@ -377,8 +377,9 @@ struct Reader {
         guard n >= 0, self.index + 2 * n <= self.bytes.count else { throw .malformed("ends early") }
         let start = self.index
         defer { self.index += 2 * n }
-        let bytes = self.bytes
-        return (0..<n).map { i in UInt16(bytes[start + 2 * i]) << 8 | UInt16(bytes[start + 2 * i + 1]) }
+        var words = [UInt16](repeating: 0, count: n)
+        for i in 0..<n { words[i] = UInt16(self.bytes[start + 2 * i]) << 8 | UInt16(self.bytes[start + 2 * i + 1]) }
+        return words
     }
 
     mutating func bytes(_ n: Int) throws(ModbusError) -> [UInt8] {
