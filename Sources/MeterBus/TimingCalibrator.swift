@@ -32,12 +32,28 @@ public struct TimingCalibrator: Sendable, Equatable {
         let value = max(0, micros)
         if self.ring.count < Self.window {
             self.ring.append(value)
+            self.sorted.insert(value, at: Self.position(of: value, in: self.sorted))
         } else {
             let old = self.ring[self.next]
             self.ring[self.next] = value
-            self.sorted.remove(at: Self.position(of: old, in: self.sorted))
+            // The oldest sample leaves and the new one enters: one shift of the samples between their places
+            // (every transaction records twice; a remove and an insert were two moves of the array's tail).
+            self.sorted.withUnsafeMutableBufferPointer { sorted in
+                var i = Self.position(of: old, in: UnsafeBufferPointer(sorted))
+                if value > old {
+                    while i + 1 < sorted.count && sorted[i + 1] < value {
+                        sorted[i] = sorted[i + 1]
+                        i += 1
+                    }
+                } else {
+                    while i > 0 && sorted[i - 1] > value {
+                        sorted[i] = sorted[i - 1]
+                        i -= 1
+                    }
+                }
+                sorted[i] = value
+            }
         }
-        self.sorted.insert(value, at: Self.position(of: value, in: self.sorted))
         self.next = (self.next + 1) % Self.window
         self.recorded += 1
     }
@@ -45,14 +61,14 @@ public struct TimingCalibrator: Sendable, Equatable {
     public mutating func record(_ duration: Duration) { self.record(micros: duration.micros) }
 
     /// The first index in ascending `values` whose element is not below `value`.
-    private static func position(of value: Int64, in values: [Int64]) -> Int {
-        var low = 0
-        var high = values.count
+    private static func position(of value: Int64, in values: some RandomAccessCollection<Int64>) -> Int {
+        var low = values.startIndex
+        var high = values.endIndex
         while low < high {
-            let mid = (low + high) / 2
-            if values[mid] < value { low = mid + 1 } else { high = mid }
+            let mid = values.index(low, offsetBy: values.distance(from: low, to: high) / 2)
+            if values[mid] < value { low = values.index(after: mid) } else { high = mid }
         }
-        return low
+        return values.distance(from: values.startIndex, to: low)
     }
 
     /// Nearest-rank percentile (0...100) of the samples held, nil without samples.

@@ -53,6 +53,28 @@ import Testing
         #expect(c.percentile(100) == 3_000 && self.timeout(c) == .milliseconds(10))
     }
 
+    @Test func percentilesMatchASortOfTheLatestSamples() {
+        // Rising, falling and repeated values move the oldest sample out and the newest in, both directions.
+        var c = TimingCalibrator()
+        var recent: [Int64] = []
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for n in 0..<2_000 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let value = n % 7 == 0 ? 4_000 : Int64(state >> 52) * (n < 1_000 ? 1 : 3)
+            c.record(micros: value)
+            recent = Array((recent + [value]).suffix(TimingCalibrator.window))
+            let sorted = recent.sorted()
+            for percent in [0, 1, 25, 50, 90, 99, 100] {
+                let rank = max(1, (percent * sorted.count + 99) / 100)
+                guard c.percentile(percent) == sorted[rank - 1] else {
+                    Issue.record("sample \(n): p\(percent) is \(c.percentile(percent) ?? -1), not \(sorted[rank - 1])")
+                    return
+                }
+            }
+            #expect(c.shortest == sorted.first)
+        }
+    }
+
     @Test func percentilesAreNearestRank() {
         var c = TimingCalibrator()
         for v in 1...100 { c.record(micros: Int64(v)) }
