@@ -52,13 +52,7 @@ public struct RawRequest: Sendable {
     public var slow: Bool
     /// What a received frame is to this request.
     public var verdict: @Sendable (RawFrame) -> RawVerdict {
-        get {
-            switch self.matcher {
-            case .custom(let verdict): verdict
-            case .modbus(let function, let address):
-                { frame in ModbusDriver.verdict(frame, function: function, address: address) }
-            }
-        }
+        get { { [matcher] frame in matcher.judge(frame) } }
         set { self.matcher = .custom(newValue) }
     }
     var matcher: Matcher
@@ -68,6 +62,14 @@ public struct RawRequest: Sendable {
     enum Matcher: Sendable {
         case modbus(function: UInt8, address: UInt8)
         case custom(@Sendable (RawFrame) -> RawVerdict)
+
+        func judge(_ frame: RawFrame) -> RawVerdict {
+            switch self {
+            case .custom(let verdict): verdict(frame)
+            case .modbus(let function, let address):
+                ModbusDriver.verdict(frame, function: function, address: address)
+            }
+        }
     }
 
     public init(bytes: [UInt8], label: String, framing: RawFraming, answerMayRepeatRequest: Bool = false,
@@ -88,12 +90,7 @@ public struct RawRequest: Sendable {
     }
 
     /// What `frame` is to this request.
-    func judge(_ frame: RawFrame) -> RawVerdict {
-        switch self.matcher {
-        case .custom(let verdict): verdict(frame)
-        case .modbus(let function, let address): ModbusDriver.verdict(frame, function: function, address: address)
-        }
-    }
+    func judge(_ frame: RawFrame) -> RawVerdict { self.matcher.judge(frame) }
 }
 
 /// The answer to a ``RawRequest``, with the bytes as received and what was seen on the way.
