@@ -16,6 +16,24 @@ public final class EmulatorProcess {
         return url
     }
 
+    /// Runs a `meter-emulator` subcommand (status, card, faults...) to its end: its exit status and what it
+    /// printed on standard output (and standard error, with `includeErrors`).
+    @discardableResult
+    public static func command(_ arguments: [String], includeErrors: Bool = false) throws
+        -> (status: Int32, output: String)
+    {
+        let process = Process()
+        process.executableURL = Self.productsDirectory.appendingPathComponent("meter-emulator")
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = includeErrors ? out : FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     public let directory: URL
     public let link: String
     public let process = Process()

@@ -108,7 +108,7 @@ import Glibc
             try eventually("flaky bus resumes\n\(gateway.log)") { try site.readingCount("flaky", 1) > flakyAtWait }
             vanished += 1
         }
-        let statistics = try Site.runEmulatorCommand(["status", "--link", site.emulator("flaky").link])
+        let statistics = try EmulatorProcess.command(["status", "--link", site.emulator("flaky").link]).output
         #expect(statistics.contains("\"vanished\""))
         #expect(gateway.log.contains("adapter gone: bus waiting"))
         #expect(gateway.log.contains("adapter back: polling resumes"))

@@ -51,7 +51,7 @@ import Glibc
 
     /// Requests the emulated bus has heard so far.
     static func requests(_ emulator: EmulatorProcess) throws -> Int {
-        let text = try Site.runEmulatorCommand(["status", "--link", emulator.link])
+        let text = try EmulatorProcess.command(["status", "--link", emulator.link]).output
         let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
         return (object?["statistics"] as? [String: Any])?["requests"] as? Int ?? 0
     }

@@ -135,26 +135,13 @@ final class Site {
 
     /// The emulator's view of its meters (`meter-emulator status`), by bus address.
     func emulated(_ bus: String) throws -> [Int: [String: Any]] {
-        let text = try Self.runEmulatorCommand(["status", "--link", self.emulator(bus).link])
+        let text = try EmulatorProcess.command(["status", "--link", self.emulator(bus).link]).output
         guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let devices = object["devices"] as? [[String: Any]]
         else { throw EmulatorProcess.Failure("meter-emulator status: \(text)") }
         var out: [Int: [String: Any]] = [:]
         for d in devices { if let a = d["address"] as? Int { out[a] = d } }
         return out
-    }
-
-    static func runEmulatorCommand(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = EmulatorProcess.productsDirectory.appendingPathComponent("meter-emulator")
-        process.arguments = arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
     }
 
     /// Sells `amount` yuan remotely (queued for the gateway) for the meter at `address` on `bus`.

@@ -228,17 +228,8 @@ import Testing
 /// Runs `meter-emulator` subcommands (card, status) and returns what they print.
 enum ControlClient {
     static func run(_ arguments: [String], expectFailure: Bool = false) throws -> String {
-        let process = Process()
-        process.executableURL = EmulatorProcess.productsDirectory.appendingPathComponent("meter-emulator")
-        process.arguments = arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        if (process.terminationStatus == 0) == expectFailure {
+        let (status, text) = try EmulatorProcess.command(arguments, includeErrors: true)
+        if (status == 0) == expectFailure {
             throw EmulatorProcess.Failure("meter-emulator \(arguments.joined(separator: " ")): \(text)")
         }
         return text

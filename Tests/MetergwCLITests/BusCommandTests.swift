@@ -134,12 +134,7 @@ import Testing
         #expect(none.status == 66 && none.stderr.contains("no card in the writer"))
         let blank = emu.directory.appendingPathComponent("blank.bin")
         try Data(repeating: 0xFF, count: 256).write(to: blank)
-        let insert = Process()
-        insert.executableURL = EmulatorProcess.productsDirectory.appendingPathComponent("meter-emulator")
-        insert.arguments = ["card", "insert", "--link", emu.link, "--file", blank.path]
-        insert.standardOutput = FileHandle.nullDevice
-        try insert.run()
-        insert.waitUntilExit()
+        try EmulatorProcess.command(["card", "insert", "--link", emu.link, "--file", blank.path])
         let status = try Self.json(try CLI.run(["card", "status", "--port", emu.link, "--json"]).stdout)
         #expect(status["cardPresent"] as? Bool == true && status["media"] as? String == "memory-256")
         let card = CLI.cardFixtures.appendingPathComponent("check.hex")

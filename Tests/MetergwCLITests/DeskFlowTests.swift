@@ -64,17 +64,8 @@ import Testing
         /// `meter-emulator ARGS --link BUS`, through its control socket.
         @discardableResult
         func emulate(_ arguments: [String]) throws -> String {
-            let process = Process()
-            process.executableURL = EmulatorProcess.productsDirectory.appendingPathComponent("meter-emulator")
-            process.arguments = arguments + ["--link", self.bus]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            let text = String(decoding: data, as: UTF8.self)
-            #expect(process.terminationStatus == 0 && text.contains("\"ok\":true"), "\(arguments): \(text)")
+            let (status, text) = try EmulatorProcess.command(arguments + ["--link", self.bus])
+            #expect(status == 0 && text.contains("\"ok\":true"), "\(arguments): \(text)")
             return text
         }
 

@@ -45,16 +45,8 @@ struct TopupURLTests {
     }
 
     func emulatorLastApplied(_ address: Int) throws -> Int? {
-        let process = Process()
-        process.executableURL = EmulatorProcess.productsDirectory.appendingPathComponent("meter-emulator")
-        process.arguments = ["status", "--link", self.emulator.link]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let text = try EmulatorProcess.command(["status", "--link", self.emulator.link]).output
+        let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
         let meters = object?["devices"] as? [[String: Any]] ?? []
         return meters.first { $0["address"] as? Int == address }?["lastAppliedSequence"] as? Int
     }
